@@ -1,0 +1,3 @@
+"""The qptbench package."""
+
+__version__ = "0.1.0"

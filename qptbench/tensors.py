@@ -1,0 +1,169 @@
+"""Everything the torch energy needs, computed once per geometry with PySCF.
+
+This is the only module (with ``labels.py``) that imports PySCF: from here on the data are plain
+float64 torch tensors, so the energy, the models and the training loop never touch PySCF.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, fields, replace
+
+import numpy as np
+import torch
+
+from qptbench.errors import InputError
+from qptbench.geometry import Molecule
+from qptbench.level import LevelOfTheory
+from qptbench.xc import Functional, get_functional
+
+
+@dataclass(frozen=True)
+class DFTTensors:
+    """Per-geometry integrals and grid, float64.  Sizes: N = n_ao, G = grid points."""
+
+    n_occ: int                  # doubly occupied orbitals (closed shell)
+    e_nuc: float                # nuclear repulsion, Ha
+    overlap: torch.Tensor       # S (N, N)
+    h_core: torch.Tensor        # T + V_nuc (N, N)
+    l_inv: torch.Tensor         # L⁻¹ with S = L Lᵀ (N, N): H C = S C ε  <=>  (L⁻¹HL⁻ᵀ) U = U ε
+    dm_minao: torch.Tensor      # PySCF's minao guess density (N, N)
+    eri: torch.Tensor           # (ij|kl), dense (N, N, N, N)
+    weights: torch.Tensor       # grid weights (G,)
+    ao: torch.Tensor            # AO values on the grid (G, N)
+    ao_grad: torch.Tensor | None  # AO gradients (3, G, N); None for LDA functionals
+    xc: Functional
+    level: LevelOfTheory
+    seconds: dict[str, float] = field(default_factory=dict, compare=False)  # preparation wall time
+
+    @property
+    def n_ao(self) -> int:
+        return self.overlap.shape[-1]
+
+    @property
+    def n_grid(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.overlap.device
+
+    def to(self, device: torch.device | str) -> DFTTensors:
+        moved = {
+            f.name: getattr(self, f.name).to(device)
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), torch.Tensor)
+        }
+        return replace(self, **moved)
+
+
+def build_mole(molecule: Molecule, basis: str = "def2-svp"):
+    """A PySCF ``Mole`` (Å in, closed shell) with one-line errors for what PySCF would bury."""
+    from pyscf import gto
+
+    basis = basis.lower()
+    for symbol in dict.fromkeys(molecule.symbols):
+        try:
+            shells = gto.basis.load(basis, symbol)
+        except Exception as exc:  # PySCF raises several types for an unknown basis name
+            if "not found" in str(exc).lower() or isinstance(exc, (KeyError, FileNotFoundError)):
+                raise InputError(f"unknown basis set {basis!r} (PySCF could not load it)") from exc
+            raise InputError(f"basis {basis!r} cannot be loaded for {symbol}: {exc}") from exc
+        if not shells:
+            raise InputError(f"basis {basis!r} has no functions for element {symbol}")
+    mol = gto.Mole()
+    mol.atom = [(s, tuple(r)) for s, r in zip(molecule.symbols, molecule.positions, strict=True)]
+    mol.unit = "Angstrom"
+    mol.basis = basis
+    mol.charge = int(molecule.charge)
+    mol.spin = 0
+    mol.verbose = 0
+    mol.build()
+    return mol
+
+
+def build_grids(mol, level: int):
+    """PySCF's default DFT grid (Treutler radii, NWChem pruning, Becke partition) at ``level``.
+
+    An RKS object in PySCF 2.x builds exactly this (``small_rho_cutoff`` is 0), so handing the same
+    object to PySCF makes our energies and PySCF's comparable point by point.
+    """
+    from pyscf.dft import gen_grid
+
+    grids = gen_grid.Grids(mol)
+    grids.level = level
+    grids.build(with_non0tab=True)
+    return grids
+
+
+def build_tensors(
+    molecule: Molecule,
+    level: LevelOfTheory | None = None,
+    device: torch.device | str = "cpu",
+) -> DFTTensors:
+    """Integrals, Cholesky orthogonaliser, minao guess and grid for one geometry."""
+    from pyscf import scf
+    from pyscf.dft import numint
+
+    level = level or LevelOfTheory()
+    func = get_functional(level.xc)
+    seconds: dict[str, float] = {}
+    tic = time.perf_counter()
+
+    mol = build_mole(molecule, level.basis)
+    overlap = mol.intor_symmetric("int1e_ovlp")
+    h_core = mol.intor_symmetric("int1e_kin") + mol.intor_symmetric("int1e_nuc")
+    chol = np.linalg.cholesky(overlap)
+    l_inv = np.linalg.solve(chol, np.eye(mol.nao))
+    dm_minao = scf.hf.init_guess_by_minao(mol)
+    seconds["one_electron"] = time.perf_counter() - tic
+
+    tic = time.perf_counter()
+    eri = _dense_eri(mol, level.eri_threshold)
+    seconds["eri"] = time.perf_counter() - tic
+
+    tic = time.perf_counter()
+    grids = build_grids(mol, level.grid_level)
+    keep = grids.weights != 0  # PySCF pads the grid with zero-weight points for alignment
+    coords, weights = grids.coords[keep], grids.weights[keep]
+    seconds["grid"] = time.perf_counter() - tic
+
+    tic = time.perf_counter()
+    ao_all = numint.eval_ao(mol, coords, deriv=1 if func.is_gga else 0)
+    ao = ao_all[0] if func.is_gga else ao_all
+    ao_grad = np.ascontiguousarray(ao_all[1:4]) if func.is_gga else None
+    seconds["ao_values"] = time.perf_counter() - tic
+
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64).to(device)
+
+    return DFTTensors(
+        n_occ=molecule.n_electrons // 2,
+        e_nuc=float(mol.energy_nuc()),
+        overlap=t(overlap),
+        h_core=t(h_core),
+        l_inv=t(l_inv),
+        dm_minao=t(dm_minao),
+        eri=t(eri),
+        weights=t(weights),
+        ao=t(ao),
+        ao_grad=None if ao_grad is None else t(ao_grad),
+        xc=func,
+        level=level,
+        seconds=seconds,
+    )
+
+
+def _dense_eri(mol, threshold: float) -> np.ndarray:
+    """(ij|kl) as a dense (N, N, N, N) array.
+
+    Dense storage makes J and K two matrix products with no index arithmetic; its cost is N⁴
+    memory (2.4 GB at uracil's 132 AOs) and the unpacking time, which the asv suite tracks.
+    """
+    from pyscf import ao2mo
+
+    n = mol.nao
+    eri = ao2mo.restore(1, mol.intor("int2e", aosym="s8"), n).reshape(n, n, n, n)
+    if threshold > 0:
+        eri[np.abs(eri) < threshold] = 0.0
+    return eri

@@ -1,0 +1,37 @@
+"""Shared, cached fixtures: PySCF-made tensors are the slow part of most tests."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+
+from qptbench.geometry import Molecule
+from qptbench.level import LevelOfTheory
+from qptbench.tensors import build_tensors
+
+torch.set_num_threads(2)
+
+
+@functools.lru_cache(maxsize=2)  # uracil's dense ERIs are 2.4 GB: keep few alive
+def cached_tensors(name: str, seed: int | None = None, xc: str = "b3lyp5", grid_level: int = 3):
+    """Tensors of a built-in molecule, randomly displaced by 0.05 Å if a seed is given."""
+    mol = perturbed(name, seed)
+    return mol, build_tensors(mol, LevelOfTheory(xc=xc, grid_level=grid_level))
+
+
+def perturbed(name: str, seed: int | None) -> Molecule:
+    mol = Molecule.builtin(name)
+    return mol if seed is None else mol.displaced(seed, scale=0.05)
+
+
+def random_symmetric(n: int, seed: int, scale: float = 1.0) -> torch.Tensor:
+    a = torch.as_tensor(np.random.default_rng(seed).normal(size=(n, n)) * scale)
+    return 0.5 * (a + a.T)
+
+
+@pytest.fixture
+def water():
+    return cached_tensors("water")
