@@ -38,7 +38,7 @@ def density_on_grid(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """ρ (G,) and ∇ρ (3, G) on the grid; ∇ρ is None for LDA functionals."""
     x = t.ao @ dm                                         # (G, N)
-    rho = (x * t.ao).sum(-1)                              # (G,)
+    rho = torch.einsum("gn,gn->g", x, t.ao)               # (G,); far faster than (x*ao).sum
     if t.ao_grad is None:
         return rho, None
     return rho, 2.0 * torch.einsum("cgn,gn->cg", t.ao_grad, x)  # (3, G)

@@ -7,6 +7,7 @@ float64 torch tensors, so the energy, the models and the training loop never tou
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
@@ -63,12 +64,17 @@ def build_mole(molecule: Molecule, basis: str = "def2-svp"):
 
     basis = basis.lower()
     for symbol in dict.fromkeys(molecule.symbols):
-        try:
-            shells = gto.basis.load(basis, symbol)
-        except Exception as exc:  # PySCF raises several types for an unknown basis name
-            if "not found" in str(exc).lower() or isinstance(exc, (KeyError, FileNotFoundError)):
-                raise InputError(f"unknown basis set {basis!r} (PySCF could not load it)") from exc
-            raise InputError(f"basis {basis!r} cannot be loaded for {symbol}: {exc}") from exc
+        with warnings.catch_warnings():  # PySCF suggests installing basis-set-exchange
+            warnings.simplefilter("ignore")
+            try:
+                shells = gto.basis.load(basis, symbol)
+            except Exception as exc:  # PySCF raises several types, with multi-line messages
+                text = str(exc).lower()
+                if "not found for" in text:
+                    raise InputError(
+                        f"basis {basis!r} has no functions for element {symbol}"
+                    ) from None
+                raise InputError(f"unknown basis set {basis!r} (PySCF cannot load it)") from None
         if not shells:
             raise InputError(f"basis {basis!r} has no functions for element {symbol}")
     mol = gto.Mole()

@@ -1,0 +1,21 @@
+"""README's two commands stay true: CI runs exactly README's test command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_COMMAND = "pip install torch==2.13.0 && pip install -e '.[test]' && ruff check . && " \
+               'pytest -q -m "not slow"'
+
+
+def test_ci_runs_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert TEST_COMMAND in readme
+    assert TEST_COMMAND in ci
+
+
+def test_readme_main_command_uses_existing_cli():
+    readme = (ROOT / "README.md").read_text()
+    assert "pip install -e . && qptbench scf --molecule water" in readme
