@@ -1,0 +1,80 @@
+"""Ours vs PySCF for the same work, timed in one process: a quick ratio check before asv.
+
+    python benchmarks/side_by_side.py --molecule uracil --threads 2
+
+Prints, per molecule: tensor preparation vs PySCF's raw integrals + grid + AO values, and our
+one-iteration energy + backward vs PySCF's warm Fock build + energy on the same density.
+Absolute times on shared machines are noise; the ratios are the point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+
+def best_of(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        tic = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - tic)
+    return min(times)
+
+
+def main() -> None:
+    from pyscf import dft, scf
+
+    from qptbench.energy import energy, fock
+    from qptbench.geometry import Molecule
+    from qptbench.labels import make_rks
+    from qptbench.level import LevelOfTheory
+    from qptbench.tensors import build_grids, build_mole, build_tensors
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--molecule", nargs="+", default=["water", "ethanol", "uracil"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    level = LevelOfTheory()
+
+    print("molecule  N_AO  prep_ours_s  prep_pyscf_s  ratio  E+bwd_ours_s  fock+E_pyscf_s  ratio")
+    for name in args.molecule:
+        mol = Molecule.builtin(name)
+
+        def pyscf_raw(mol=mol):
+            pmol = build_mole(mol, level.basis)
+            pmol.intor("int2e", aosym="s8")
+            grids = build_grids(pmol, level.grid_level)
+            dft.numint.eval_ao(pmol, grids.coords, deriv=1)
+            scf.hf.init_guess_by_minao(pmol)
+
+        prep_pyscf = best_of(pyscf_raw, args.repeat)
+        prep_ours = best_of(lambda mol=mol: build_tensors(mol, level), args.repeat)
+        t = build_tensors(mol, level)
+        h0 = fock(t, t.dm_minao).detach()
+
+        def ours(t=t, h0=h0):
+            h = h0.clone().requires_grad_(True)
+            energy(t, h).backward()
+
+        mf = make_rks(mol, level)
+        dm = t.dm_minao.numpy()
+        mf.get_fock(dm=dm)  # warm: ERIs in core, grid built
+
+        def theirs(mf=mf, dm=dm):
+            mf.energy_tot(dm, vhf=mf.get_veff(mf.mol, dm))
+
+        run_ours = statistics.median([best_of(ours, 1) for _ in range(args.repeat)])
+        run_pyscf = statistics.median([best_of(theirs, 1) for _ in range(args.repeat)])
+        print(f"{name:16s}{t.n_ao:4d}  {prep_ours:11.3f}  {prep_pyscf:12.3f}  "
+              f"{prep_ours / prep_pyscf:5.2f}  {run_ours:12.3f}  {run_pyscf:14.3f}  "
+              f"{run_ours / run_pyscf:5.2f}")
+
+
+if __name__ == "__main__":
+    main()
