@@ -45,10 +45,12 @@ _FUNCTIONALS: dict[str, Functional] = {
 
 
 def available_functionals() -> list[str]:
+    """Canonical names accepted by get_functional."""
     return sorted(_FUNCTIONALS)
 
 
 def get_functional(name: str | Functional) -> Functional:
+    """The functional of a PySCF-style name (case-insensitive); a Functional passes through."""
     if isinstance(name, Functional):
         return name
     key = str(name).strip().lower()
@@ -90,14 +92,14 @@ def _term_inputs(
 def exc_per_particle(func: Functional | str, rho: Tensor, sigma: Tensor | None) -> Tensor:
     """e_xc per particle, shape of rho: E_xc = sum_g w_g rho_g e_g. Twice differentiable."""
     func = get_functional(func)
-    if func.is_gga and sigma is None:
-        raise InputError(f"functional {func.name!r} is a GGA and needs sigma = |grad rho|^2")
     total = torch.zeros_like(rho)
     cache: dict = {}
     for name, weight in func.terms:
         term = TERMS.get(name)
         if term is None:
             raise InputError(f"unknown functional component {name!r}; known: {', '.join(TERMS)}")
+        if term.needs_sigma and sigma is None:
+            raise InputError(f"functional {func.name!r} is a GGA and needs sigma = |grad rho|^2")
         mask, rho_s, r13, sig = _term_inputs(term, rho, sigma, cache)
         total = total + torch.where(mask, weight * term.kernel(rho_s, r13, sig), 0.0)
     return total
