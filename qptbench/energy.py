@@ -28,41 +28,63 @@ def coulomb_exchange(
     j = (eri.reshape(n * n, n * n) @ dm.reshape(n * n)).reshape(n, n)
     if not with_k:
         return j, None
-    # K_il = Σ_(jk) eri[i, (jk), l] D_(jk): a batched vector–matrix product, no transposed copy
-    k = (dm.reshape(1, n * n) @ eri.reshape(n, n * n, n)).reshape(n, n)
+    # K_il = Σ_(jk) eri[i, (jk), l] D_(jk): a batched vector–matrix product, no transposed copy.
+    # Explicit bmm: broadcasting `@` copies the whole 2.4 GB ERI tensor when D requires grad.
+    d_rows = dm.reshape(1, 1, n * n).expand(n, 1, n * n)
+    k = torch.bmm(d_rows, eri.reshape(n, n * n, n)).reshape(n, n)
     return j, k
+
+
+GRID_BLOCK = 8192  # grid points per block: keeps (block, N) temporaries in cache, not GBs
+
+
+def _density(
+    ao: torch.Tensor, ao_grad: torch.Tensor | None, dm: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    x = ao @ dm                                           # (g, N)
+    rho = torch.einsum("gn,gn->g", x, ao)                 # (g,); far faster than (x*ao).sum
+    if ao_grad is None:
+        return rho, None, x
+    return rho, 2.0 * torch.einsum("cgn,gn->cg", ao_grad, x), x  # (3, g)
 
 
 def density_on_grid(
     t: DFTTensors, dm: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """ρ (G,) and ∇ρ (3, G) on the grid; ∇ρ is None for LDA functionals."""
-    x = t.ao @ dm                                         # (G, N)
-    rho = torch.einsum("gn,gn->g", x, t.ao)               # (G,); far faster than (x*ao).sum
-    if t.ao_grad is None:
-        return rho, None
-    return rho, 2.0 * torch.einsum("cgn,gn->cg", t.ao_grad, x)  # (3, G)
+    rho, grad, _ = _density(t.ao, t.ao_grad, dm)
+    return rho, grad
 
 
 def xc_energy_potential(t: DFTTensors, dm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """E_xc (scalar) and V_xc (N, N) = ∂E_xc/∂D.
+    """E_xc (scalar) and V_xc (N, N) = ∂E_xc/∂D, accumulated over blocks of grid points.
 
     V_xc stays differentiable with respect to D when D requires grad (second functional
     derivatives enter), which the DFT-iteration sandwich needs.
     """
-    rho, grad = density_on_grid(t, dm)
-    sigma = None if grad is None else (grad * grad).sum(0)
     keep_graph = torch.is_grad_enabled() and dm.requires_grad
-    exc, vrho, vsigma = eval_xc(t.xc, rho, sigma, create_graph=keep_graph)
-    e_xc = torch.dot(t.weights * rho, exc)
-    # V = A + Aᵀ with A_μν = Σ_g φ_μ [½ w v_ρ φ_ν + 2 w v_σ ∇ρ·∇φ_ν]
-    half = t.ao * (0.5 * t.weights * vrho).unsqueeze(-1)  # (G, N)
-    if grad is not None:
-        wv_grad = (2.0 * t.weights * vsigma) * grad       # (3, G)
-        for c in range(3):  # three passes instead of one (3, G, N) temporary
-            half = half + wv_grad[c].unsqueeze(-1) * t.ao_grad[c]
-    a = t.ao.mT @ half
+    e_xc = torch.zeros((), dtype=dm.dtype, device=dm.device)
+    a = torch.zeros_like(dm)
+    for start in range(0, t.n_grid, GRID_BLOCK):
+        block = slice(start, start + GRID_BLOCK)
+        ao_grad = None if t.ao_grad is None else t.ao_grad[:, block]
+        e_block, a_block = _xc_block(t, t.weights[block], t.ao[block], ao_grad, dm, keep_graph)
+        e_xc = e_xc + e_block
+        a = a + a_block
     return e_xc, a + a.mT
+
+
+def _xc_block(t, weights, ao, ao_grad, dm, keep_graph):
+    rho, grad, _ = _density(ao, ao_grad, dm)
+    sigma = None if grad is None else (grad * grad).sum(0)
+    exc, vrho, vsigma = eval_xc(t.xc, rho, sigma, create_graph=keep_graph)
+    e_xc = torch.dot(weights * rho, exc)
+    # V = A + Aᵀ with A_μν = Σ_g φ_μ [½ w v_ρ φ_ν + 2 w v_σ ∇ρ·∇φ_ν]
+    half = ao * (0.5 * weights * vrho).unsqueeze(-1)      # (g, N)
+    if grad is not None:
+        wv_grad = (2.0 * weights * vsigma) * grad         # (3, g)
+        half = half + torch.einsum("cg,cgn->gn", wv_grad, ao_grad)
+    return e_xc, ao.mT @ half
 
 
 def energy_and_fock(t: DFTTensors, dm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
