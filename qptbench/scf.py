@@ -78,14 +78,15 @@ def run_scf(
         energies = [float(energy)]
         converged = False
         iterations = 0
+        error = orbital_gradient(t, fock, dm)
         for iterations in range(1, max_cycle + 1):
-            error = orbital_gradient(t, fock, dm)
             dm = aufbau_density(diis.extrapolate(fock, error), t.l_inv, t.n_occ)
             new_energy, fock = energy_and_fock(t, dm)
             delta = float(new_energy - energy)
             energy = new_energy
             energies.append(float(energy))
-            grad = float(orbital_gradient(t, fock, dm).abs().max())
+            error = orbital_gradient(t, fock, dm)
+            grad = float(error.abs().max())
             if callback is not None:
                 callback(iterations, float(energy), grad)
             if abs(delta) < conv_tol and grad < conv_tol_grad:
