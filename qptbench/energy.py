@@ -38,21 +38,16 @@ def coulomb_exchange(
 GRID_BLOCK = 8192  # grid points per block: keeps (block, N) temporaries in cache, not GBs
 
 
-def _density(
+def density_on_grid(
     ao: torch.Tensor, ao_grad: torch.Tensor | None, dm: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """ρ (g,) and ∇ρ (3, g) at the points whose AO values (g, N) and gradients (3, g, N) are
+    given; ∇ρ is None for LDA functionals (``ao_grad`` None)."""
     x = ao @ dm                                           # (g, N)
     rho = torch.einsum("gn,gn->g", x, ao)                 # (g,); far faster than (x*ao).sum
     if ao_grad is None:
         return rho, None
     return rho, 2.0 * torch.einsum("cgn,gn->cg", ao_grad, x)  # (3, g)
-
-
-def density_on_grid(
-    t: DFTTensors, dm: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """ρ (G,) and ∇ρ (3, G) on the grid; ∇ρ is None for LDA functionals."""
-    return _density(t.ao, t.ao_grad, dm)
 
 
 def xc_energy_potential(t: DFTTensors, dm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,7 +69,7 @@ def xc_energy_potential(t: DFTTensors, dm: torch.Tensor) -> tuple[torch.Tensor, 
 
 
 def _xc_block(t, weights, ao, ao_grad, dm, keep_graph):
-    rho, grad = _density(ao, ao_grad, dm)
+    rho, grad = density_on_grid(ao, ao_grad, dm)
     sigma = None if grad is None else (grad * grad).sum(0)
     exc, vrho, vsigma = eval_xc(t.xc, rho, sigma, create_graph=keep_graph)
     e_xc = torch.dot(weights * rho, exc)
