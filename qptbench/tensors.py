@@ -88,6 +88,37 @@ def build_mole(molecule: Molecule, basis: str = "def2-svp"):
     return mol
 
 
+@dataclass(frozen=True)
+class BasisLayout:
+    """Shell structure of a basis on a molecule, PySCF AO order (one entry per contracted shell)."""
+
+    shell_ls: tuple[int, ...]    # angular momentum of each shell
+    shell_atom: tuple[int, ...]  # atom index of each shell
+
+    @property
+    def n_ao(self) -> int:
+        return sum(2 * ell + 1 for ell in self.shell_ls)
+
+    @property
+    def ao_atom(self) -> np.ndarray:
+        """Atom index of every AO, shape (N,)."""
+        return np.repeat(self.shell_atom, [2 * ell + 1 for ell in self.shell_ls])
+
+
+def basis_layout(molecule: Molecule, basis: str = "def2-svp") -> BasisLayout:
+    """Spherical shells in PySCF order, each contraction counted once (derived from PySCF)."""
+    mol = build_mole(molecule, basis)
+    ls: list[int] = []
+    atoms: list[int] = []
+    for shell in range(mol.nbas):
+        n_ctr = mol.bas_nctr(shell)
+        ls += [int(mol.bas_angular(shell))] * n_ctr
+        atoms += [int(mol.bas_atom(shell))] * n_ctr
+    layout = BasisLayout(tuple(ls), tuple(atoms))
+    assert layout.n_ao == mol.nao, "cartesian basis sets are not supported"
+    return layout
+
+
 def build_grids(mol, level: int):
     """PySCF's default DFT grid (Treutler radii, NWChem pruning, Becke partition) at ``level``.
 
