@@ -52,7 +52,12 @@ def test_torch_and_numpy_agree():
 def _wigner_d(ls, rotation: torch.Tensor) -> np.ndarray:
     axes = list(ao_order.E3NN_AXES)
     r_e3nn = rotation[axes][:, axes]  # the same rotation acting on (y, z, x) coordinates
-    blocks = [o3.Irrep(int(ell), (-1) ** int(ell)).D_from_matrix(r_e3nn) for ell in ls]
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # e3nn builds its generators in the default dtype
+    try:
+        blocks = [o3.Irrep(int(ell), (-1) ** int(ell)).D_from_matrix(r_e3nn) for ell in ls]
+    finally:
+        torch.set_default_dtype(previous)
     return torch.block_diag(*blocks).numpy()
 
 
