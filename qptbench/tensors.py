@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
@@ -117,6 +118,21 @@ def basis_layout(molecule: Molecule, basis: str = "def2-svp") -> BasisLayout:
     layout = BasisLayout(tuple(ls), tuple(atoms))
     assert layout.n_ao == mol.nao, "cartesian basis sets are not supported"
     return layout
+
+
+def element_ao_counts(symbols: Sequence[str], basis: str = "def2-svp") -> dict[str, int]:
+    """Spherical AOs per element in a basis, from PySCF (a lone atom, spin = Z mod 2)."""
+    from pyscf import gto
+
+    counts = {}
+    for symbol in symbols:
+        try:
+            z = gto.charge(symbol)
+            atom = gto.M(atom=f"{symbol} 0 0 0", basis=basis.lower(), spin=z % 2, verbose=0)
+        except Exception:  # PySCF's messages are long; ours names the pair
+            raise InputError(f"basis {basis!r} has no functions for element {symbol}") from None
+        counts[symbol] = int(atom.nao)
+    return counts
 
 
 def build_grids(mol, level: int):

@@ -1,0 +1,108 @@
+"""The wall-clock ledger: one JSON line per costed phase (sample, label, tensors, train, eval).
+
+The ledger is the only source of time in tables.  Every entry carries wall and CPU seconds (CPU
+includes reaped child processes, so pool workers count once they are joined) and enough context to
+say where the number came from: host, device, threads, package versions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PHASES = ("sample", "label", "tensors", "train", "eval", "reference")
+
+
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment(device: str = "cpu") -> dict[str, Any]:
+    """Where a number was measured; cheap (no PySCF import)."""
+    import torch
+
+    env: dict[str, Any] = {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+        "python": platform.python_version(),
+    }
+    for package in ("qptbench", "torch", "numpy", "pyscf", "e3nn"):
+        env[f"{package}_version"] = _version(package)
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return env
+
+
+class Ledger:
+    """Append-only JSONL file; each line is flushed and fsynced so a killed job keeps its past."""
+
+    def __init__(self, path: str | Path, device: str = "cpu") -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._context = environment(device)
+
+    def record(self, phase: str, wall_seconds: float, cpu_seconds: float | None = None,
+               **extra: Any) -> dict[str, Any]:
+        if phase not in PHASES:
+            raise ValueError(f"unknown ledger phase {phase!r}; known: {', '.join(PHASES)}")
+        entry = {
+            "phase": phase,
+            "wall_seconds": float(wall_seconds),
+            "cpu_seconds": None if cpu_seconds is None else float(cpu_seconds),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **extra,
+            **{k: v for k, v in self._context.items() if k not in extra},
+        }
+        with open(self.path, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return entry
+
+    @contextmanager
+    def phase(self, phase: str, **extra: Any) -> Iterator[dict[str, Any]]:
+        """Time a block; the yielded dict may be filled with more fields before it is written."""
+        fields: dict[str, Any] = dict(extra)
+        wall, cpu = time.perf_counter(), _cpu_seconds()
+        yield fields
+        self.record(phase, time.perf_counter() - wall, _cpu_seconds() - cpu, **fields)
+
+
+def read_ledger(path: str | Path) -> list[dict[str, Any]]:
+    """All entries; a torn last line (job killed mid-write) is ignored, never fatal."""
+    entries = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return entries
+
+
+def totals(entries: list[dict[str, Any]]) -> dict[str, float]:
+    """Wall seconds per phase."""
+    out: dict[str, float] = {}
+    for e in entries:
+        out[e["phase"]] = out.get(e["phase"], 0.0) + e["wall_seconds"]
+    return out
