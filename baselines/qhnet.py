@@ -101,7 +101,33 @@ class QHNet(nn.Module):
         self.weight_pair = _mlp(2 * c, w, n_w)
         self.bias_diag = _mlp(c, w, n_b)
         self.bias_pair = _mlp(2 * c, w, n_b)
+        # Per-element same-atom reference blocks (Ha), zero until fit_reference(): see there.
+        self.register_buffer("reference", torch.zeros(config.n_types, self.orbitals.size,
+                                                      self.orbitals.size))
         self._index_cache: dict[tuple[int, ...], torch.Tensor] = {}
+
+    @torch.no_grad()
+    def fit_reference(self, numbers, fock: torch.Tensor) -> None:
+        """Set each element's reference block from training Fock matrices (M, N, N), PySCF order.
+
+        The reference is the rotation-invariant part of the element's mean same-atom block: for
+        each pair of shells with the same l, the mean of the trace over m times the identity.  It
+        takes the large, nearly constant core entries (O 1s ≈ -19 Ha) out of what the network
+        has to learn, like a per-element energy shift in interatomic potentials; the prediction
+        stays exactly SE(3)-equivariant because the added block is a multiple of the identity.
+        """
+        numbers = [int(z) for z in numbers]
+        index = self.ao_index(numbers).to(fock.device)
+        size = self.orbitals.size
+        padded = fock.new_zeros(fock.shape[0], len(numbers) * size, len(numbers) * size)
+        padded[:, index[:, None], index[None, :]] = fock  # back to (atom, slot) layout
+        reference = torch.zeros_like(self.reference)
+        for z in sorted(set(numbers)):
+            atoms = [a for a, zz in enumerate(numbers) if zz == z]
+            block = torch.stack([padded[:, a * size:(a + 1) * size, a * size:(a + 1) * size]
+                                 for a in atoms]).mean(dim=(0, 1))
+            reference[z] = _invariant_part(block, self.orbitals.multiplicity)
+        self.reference.copy_(reference.to(self.reference.dtype))
 
     def describe(self) -> dict:
         return {**asdict(self.config), "orbital_irreps": self.orbitals.irreps,
@@ -151,10 +177,26 @@ class QHNet(nn.Module):
 
         pair_emb = torch.cat([emb[row], emb[col]], dim=-1)
         diag = self.expansion(self.head_diag(f_self), self.weight_diag(emb), self.bias_diag(emb))
+        diag = diag + 0.5 * self.reference[z]  # halved: H = M + Mᵀ counts it twice
         pair = self.expansion(self.head_pair(f_pair), self.weight_pair(pair_emb),
                               self.bias_pair(pair_emb))
         h = assemble(diag, pair, row, col, n_mol, n_atoms, index)
         return h[0] if single else h
+
+
+def _invariant_part(block: torch.Tensor, multiplicity: tuple[int, ...]) -> torch.Tensor:
+    """The part of a padded same-atom block that no rotation changes: per l, (trace over m) · I."""
+    out = torch.zeros_like(block)
+    start = 0
+    for ell, m in enumerate(multiplicity):
+        width = m * (2 * ell + 1)
+        sub = block[start:start + width, start:start + width].reshape(m, 2 * ell + 1, m, -1)
+        trace = torch.einsum("uivi->uv", sub) / (2 * ell + 1)
+        eye = torch.eye(2 * ell + 1, dtype=block.dtype, device=block.device)
+        out[start:start + width, start:start + width] = torch.einsum(
+            "uv,ij->uivj", trace, eye).reshape(width, width)
+        start += width
+    return out
 
 
 def _mlp(n_in: int, width: int, n_out: int) -> nn.Sequential:

@@ -1,0 +1,141 @@
+"""One supervised-baseline run: labels from the store -> QHNet -> shared loop -> metrics + ledger.
+
+Files in ``out_dir`` (besides the loop's checkpoint.pt, train.jsonl, metrics.jsonl, tb/):
+``model.json`` (preset, config, element shells: enough to rebuild the model), ``ledger.jsonl``
+(the labelling cost read from the label store, tensor building, training, evaluation) and
+``result.json`` (final validation and test metrics with units in the names, and the hours spent).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from qptbench.errors import InputError
+from qptbench.ledger import Ledger, read_ledger, totals
+from qptbench.train import TrainConfig, train
+
+from .qhnet import QHNet, QHNetConfig, preset
+from .qhnet_data import LabelledSet, batch_factory, open_store
+from .qhnet_orbitals import element_shells
+from .qhnet_train import Evaluator, make_loss_fn
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    labels: str
+    out: str
+    preset: str = "tiny"
+    steps: int = 2000
+    device: str = "cpu"
+    dtype: str = "float64"
+    resume: bool = False
+    n_train: int | None = None        # cap on training labels (None: the whole train split)
+    n_val: int | None = 50            # cap on validation conformations evaluated during training
+    n_test: int | None = None         # cap on test conformations evaluated at the end
+    energy_molecules: int = 20        # conformations per evaluation that also get ΔE
+    eval_every: int = 500
+    checkpoint_every: int = 100
+    seed: int = 0
+    progress: bool = True
+
+
+def train_config(cfg: QHNetConfig, options: RunOptions) -> TrainConfig:
+    """QHNet's recipe (qhnet-method.md 2.2) mapped onto the shared loop.
+
+    AdamW betas (0.99, 0.999), weight decay 0.01 (what the released code really used), global
+    gradient clipping 1.0, EMA 0.99, linear warmup (QHNet: 1,000 of 200,000 steps; here 5% of the
+    run, at most 1,000) then the loop's cosine decay (QHNet: linear) to 1e-3 of the peak.
+    """
+    return TrainConfig(
+        steps=options.steps, lr=cfg.lr, min_lr=cfg.lr * 1e-3,
+        warmup_steps=max(1, min(1000, options.steps // 20)), weight_decay=0.01,
+        betas=(0.99, 0.999), grad_clip=1.0, accumulate=1, ema_decay=0.99,
+        log_every=10, eval_every=options.eval_every,
+        checkpoint_every=options.checkpoint_every, seed=options.seed)
+
+
+def _model_spec(out: Path, options: RunOptions, train_set: LabelledSet) -> dict[str, Any]:
+    spec_path = out / "model.json"
+    level = train_set.level
+    shells = element_shells([train_set.molecule(0)], level.basis if level else "def2-svp")
+    spec = {"preset": options.preset, "config": asdict(preset(options.preset)),
+            "element_shells": {str(z): list(ls) for z, ls in shells.items()},
+            "dtype": options.dtype, "labels": str(options.labels),
+            "numbers": [int(z) for z in train_set.numbers]}
+    if options.resume and spec_path.exists():
+        old = json.loads(spec_path.read_text())
+        if old != spec:
+            changed = sorted(k for k in spec if old.get(k) != spec[k])
+            raise InputError(f"--resume: {spec_path} was written for a different run "
+                             f"(differs in {', '.join(changed)})")
+    spec_path.write_text(json.dumps(spec, indent=1))
+    return spec
+
+
+def run(options: RunOptions) -> dict[str, Any]:
+    from qptbench.runtime import resolve_device
+
+    if options.dtype not in DTYPES:
+        raise InputError(f"unknown dtype {options.dtype!r}; choose float32 or float64")
+    if options.steps < 1:
+        raise InputError("--steps must be at least 1")
+    device = resolve_device(options.device)
+    dtype = DTYPES[options.dtype]
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not options.resume:
+        (out / "ledger.jsonl").unlink(missing_ok=True)
+    ledger = Ledger(out / "ledger.jsonl", str(device))
+
+    with open_store(options.labels) as ds:
+        train_set = LabelledSet.from_store(ds, "train", options.n_train)
+        val_set = LabelledSet.from_store(ds, "val", options.n_val)
+        try:
+            test_set: LabelledSet | None = LabelledSet.from_store(ds, "test", options.n_test)
+        except InputError:
+            test_set = None
+        cost = ds.label_cost()
+    if not any(e["phase"] == "label" for e in read_ledger(ledger.path)):
+        # the data creation, read from the store: every SCF run for this file, failures included
+        ledger.record("label", cost.wall_seconds, cost.cpu_seconds, source=str(options.labels),
+                      n_labels=cost.n_labels, n_failed=cost.n_failed,
+                      n_train_used=len(train_set), note="read from the label store")
+
+    spec = _model_spec(out, options, train_set)
+    cfg = QHNetConfig(**spec["config"])
+    shells = {int(z): tuple(ls) for z, ls in spec["element_shells"].items()}
+    torch.manual_seed(options.seed)
+    model = QHNet(cfg, shells).to(device=device, dtype=dtype)
+    model.fit_reference(train_set.numbers, torch.as_tensor(train_set.fock, device=device,
+                                                           dtype=dtype))
+    level = train_set.level
+    evaluate = Evaluator(val_set, level, options.energy_molecules, ledger, device,
+                         prefix="val_")
+    config = train_config(cfg, options)
+    batches = batch_factory(train_set, cfg.batch_size, options.seed, dtype, device)
+    result = train(model, make_loss_fn(train_set.numbers), batches, config, out,
+                   resume=options.resume, evaluate=evaluate, ledger=ledger,
+                   progress=options.progress, extra_state={"qhnet": spec})
+    final: dict[str, Any] = dict(result.evaluations[-1]) if result.evaluations else {}
+    if test_set is not None:
+        ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+        model.load_state_dict(ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"])
+        model.eval()
+        tester = Evaluator(test_set, level, options.energy_molecules, ledger, device,
+                           prefix="test_")
+        with ledger.phase("eval", split="test", molecules=len(test_set)):
+            final.update(tester(model, result.step))
+    hours = {f"{k}_hours": v / 3600 for k, v in totals(read_ledger(ledger.path)).items()}
+    summary = {"preset": options.preset, "parameters": sum(p.numel() for p in model.parameters()),
+               "n_train": len(train_set), "n_val": len(val_set),
+               "n_test": 0 if test_set is None else len(test_set), "steps": result.step,
+               "device": str(device), "dtype": options.dtype, **final, **hours}
+    (out / "result.json").write_text(json.dumps(summary, indent=1))
+    return summary
