@@ -126,3 +126,6 @@ def _print_scf(r: dict) -> None:
 
 if __name__ == "__main__":
     app()
+
+
+from qptbench import cli_qpt  # noqa: E402, F401  (registers train-qpt)

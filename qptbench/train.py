@@ -232,6 +232,8 @@ def train(
     model.train()
     try:
         while step < config.steps:
+            if hasattr(loss_fn, "set_step"):  # losses with a schedule (QPT's DFT iterations)
+                loss_fn.set_step(step)
             lr = learning_rate(config, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
