@@ -42,7 +42,7 @@ def _save(fig: Figure, out_dir: Path, name: str,
     paths = []
     for suffix in suffixes:
         path = out_dir / f"{name}.{suffix}"
-        fig.savefig(path, dpi=150, bbox_inches="tight")
+        fig.savefig(path, dpi=120)  # constrained layout already fits the labels
         paths.append(path)
     return paths
 
@@ -137,7 +137,8 @@ def training_curves_figure(run: RunDir) -> Figure:
                  ("zero_delta_h_uha", 2), ("zero_delta_eps_all_uha", 3))
     for key, j in zero_keys:
         if finite(qpt.get(key)) and (j == 0 or qpt[key] > 0):
-            axes[j].axhline(qpt[key], color=ZERO_COLOR, ls=":", lw=1, label="zero model")
+            axes[j].axhline(qpt[key], color=ZERO_COLOR, ls=":", lw=1,
+                            label="QPT zero model (A = 0)")
     axes[0].axhline(0.0, color="k", lw=1, label="E_ref (PySCF)")
     axes[0].set_yscale("symlog", linthresh=1.0)
     if not signed:
