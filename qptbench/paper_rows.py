@@ -14,7 +14,9 @@ REPORTED = "reported (paper)"
 CITATION = "Mathiasen et al., QPT paper, Table {n}"
 MOLECULES = ("water", "ethanol", "malondialdehyde", "uracil")
 
-# Table 1: hours.  QPT's entry is only "data creation + train" (there is no data creation).
+# Table 1: hours, copied as printed.  The data-creation column is shared by all baselines (one
+# MD17 dataset).  QPT's entry is only "data creation + train" (it creates no data).  Note the
+# paper's own inconsistency: PhiSNet ethanol 157 + 179 = 336, printed total 356.
 TABLE1: list[dict] = [
     # molecule, method, data creation h, training h, total h
     *[{"molecule": m, "method": "SchNOrb", "data_creation_h": d, "training_h": t, "total_h": s}

@@ -144,13 +144,16 @@ def accuracy_table(run_dirs: Sequence[str | Path | RunDir], paper: bool = True) 
     block = None
     if paper:
         block = _paper_block(paper_rows.TABLE2, {r.molecule for r in runs},
-                             {"xc": "level of theory", "delta_e_mev": "ΔE (meV)",
-                              "delta_h_uha": "ΔH (µHa)",
+                             {"delta_e_mev": "ΔE (meV)", "delta_h_uha": "ΔH (µHa)",
                               "delta_eps_reported_uha": "Δε as reported (µHa)",
-                              "parameters": "parameters (count)"}, 2)
+                              "parameters": "parameters (count)", "xc": "level of theory"}, 2)
         if not block.empty:
             block["level of theory"] = "def2-SVP/" + block["level of theory"]
     frame = _join(rows, block)
+    if "Δε as reported (µHa)" in frame and "Δε occupied (µHa)" in frame:  # keep Δε together
+        cols = [c for c in frame.columns if c != "Δε as reported (µHa)"]
+        cols.insert(cols.index("Δε occupied (µHa)") + 1, "Δε as reported (µHa)")
+        frame = frame[cols]
     for col in ("steps (count)", "parameters (count)", "validation molecules (count)"):
         if col in frame:
             frame[col] = frame[col].astype("Int64")
@@ -219,16 +222,17 @@ def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return tuple(b.dropna(axis=1, how="all").reset_index(drop=True) for b in blocks)
 
 
-def _cell(x: Any) -> Any:
+def _cell(x: Any, digits: int) -> Any:
     if x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x)):
         return None
     if isinstance(x, float):
-        return f"{x:.4g}"
+        return f"{x:.{digits}g}"
     return x
 
 
-def _tabulate(frame: pd.DataFrame, tablefmt: str) -> str:
-    cells = [[_cell(x) for x in row] for row in frame.itertuples(index=False)]
+def _tabulate(frame: pd.DataFrame, tablefmt: str, digits: int) -> str:
+    """Measured numbers to 4 significant digits (they are noisy); reported ones as printed."""
+    cells = [[_cell(x, digits) for x in row] for row in frame.itertuples(index=False)]
     return tabulate(cells, headers=list(frame.columns), tablefmt=tablefmt, missingval="–",
                     disable_numparse=True)
 
@@ -247,11 +251,11 @@ def render(frame: pd.DataFrame, fmt: str = "markdown", title: str | None = None)
     if title:
         parts.append(heading(title))
     if not measured.empty:
-        parts.append(_tabulate(measured, tablefmt))
+        parts.append(_tabulate(measured, tablefmt, 4))
     if not reported.empty:
         parts.append(heading("Reported in the paper (not measured here; other hardware, "
                              "other level of theory for the baselines)"))
-        parts.append(_tabulate(reported, tablefmt))
+        parts.append(_tabulate(reported, tablefmt, 6))
     return "\n\n".join(parts) + "\n"
 
 

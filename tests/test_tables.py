@@ -151,9 +151,11 @@ def test_check_run_clean_then_broken(run_dir):
     write_run_outputs(run_dir)
     assert tables.check_run(run_dir) == []
 
-    (run_dir / "plots" / "training_curves.svg").unlink()
+    svg = run_dir / "plots" / "training_curves.svg"
+    content = svg.read_bytes()
+    svg.unlink()
     assert tables.check_run(run_dir) == ["plots/training_curves.svg is missing or empty"]
-    write_run_outputs(run_dir)
+    svg.write_bytes(content)
 
     ledger = run_dir / "ledger.jsonl"
     good = ledger.read_text()
@@ -207,3 +209,37 @@ def test_cli_tables(run_dir, tmp_path):
     assert runner.invoke(app, ["tables", str(run_dir), "--format", "html"]).exit_code == 2
     bad = runner.invoke(app, ["tables", str(tmp_path / "nope")])
     assert bad.exit_code == 2 and "does not exist" in bad.output
+
+
+@pytest.mark.slow  # ~10 s: trains the smoke QPT; `qptbench run`'s CI test covers the same path
+def test_real_qpt_method_dir(tmp_path):
+    """A QPT method folder written by train_qpt.run (smoke), placed in the run layout: the
+    tables read it, the hours come from its real ledger, and check_run finds nothing wrong."""
+    import torch
+
+    from qptbench import train_qpt as tq
+    from qptbench.ledger import read_ledger
+
+    run_dir = tmp_path / "run"
+    cfg = tq.replace(tq.make_config("smoke", steps=6, n_val=1, window=2), eval_every=3)
+    tq.run(cfg, run_dir / "qpt", torch.device("cpu"), progress=False)
+    entries = read_ledger(run_dir / "qpt" / "ledger.jsonl")
+    with open(run_dir / "ledger.jsonl", "w") as f:  # what `qptbench run`'s one ledger holds
+        for e in entries:
+            f.write(json.dumps({**e, "method": "shared" if e["phase"] == "reference"
+                                else "qpt"}) + "\n")
+    (run_dir / "run.json").write_text(json.dumps({
+        "molecule": "water", "preset": "smoke", "methods": ["qpt"],
+        "level_of_theory": cfg.level().as_dict(), "environment": entries[0]}))
+    (run_dir / "qpt" / "inference.json").write_text(json.dumps(
+        {"network_seconds": 0.01, "dft_seconds": 0.02, "tensor_seconds": 0.1,
+         "pyscf_scf_seconds": 0.3, "n": 1}))
+    write_run_outputs(run_dir)
+    assert tables.check_run(run_dir) == []
+    qpt = _row(_measured(tables.cost_table([run_dir])), "QPT")
+    train_s = sum(e["wall_seconds"] for e in entries if e["phase"] == "train")
+    assert qpt[tables.TRAIN_H] == pytest.approx(train_s / H) and train_s > 0
+    assert qpt["steps (count)"] == 6
+    acc = _measured(tables.accuracy_table([run_dir]))
+    assert list(acc["steps (count)"]) == [6, 0]
+    assert acc["ΔE (meV)"].notna().all() and (acc["ψ occupied (cos)"] <= 1 + 1e-12).all()
