@@ -103,16 +103,18 @@ class RunDir:
     def molecule(self) -> str:
         return str(self.info.get("molecule", "?"))
 
-    def seconds(self, method: str | None = None) -> dict[str, float]:
-        """Wall seconds per bucket, for one method (``None``: every entry of the run)."""
+    def seconds(self, method: str | None = None, clock: str = "wall") -> dict[str, float]:
+        """Seconds per bucket (``clock`` "wall" or "cpu") for one method (``None``: every entry
+        of the run).  A bucket with an entry lacking CPU time is NaN, never an undercount."""
         out = dict.fromkeys(BUCKETS, 0.0)
         for e in self.ledger:
             if method is None or e.get("method") == method:
-                out[bucket(e)] += float(e.get("wall_seconds", 0.0))
+                value = e.get(f"{clock}_seconds")
+                out[bucket(e)] += float("nan") if value is None else float(value)
         return out
 
-    def total_seconds(self, method: str) -> float:
-        s = self.seconds(method)
+    def total_seconds(self, method: str, clock: str = "wall") -> float:
+        s = self.seconds(method, clock)
         return sum(s[b] for b in IN_TOTAL)
 
     def shared_seconds(self, phase_bucket: str) -> float:

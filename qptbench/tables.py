@@ -37,6 +37,7 @@ REPORTED = paper_rows.REPORTED
 # Table 1 columns, kept as names because check_run recomputes them from the ledger.
 DATA_H, TENSORS_H, TRAIN_H, TOTAL_H = ("data creation (h)", "tensor preparation (h)",
                                        "training (h)", "total (h)")
+CPU_H = "total CPU time, all cores (h)"
 EVAL_H, REF_H, SAMPLE_H = ("evaluation (h)", "validation labels, shared (h)",
                            "sampling, shared (h)")
 METRIC_COLUMNS = {
@@ -111,6 +112,7 @@ def cost_table(run_dirs: Sequence[str | Path | RunDir], paper: bool = True) -> p
                 "source": str(run.path), "molecule": run.molecule, "method": display_name(method),
                 DATA_H: _hours(s["data_creation"]), TENSORS_H: _hours(s["tensors"]),
                 TRAIN_H: _hours(s["training"]), TOTAL_H: _hours(run.total_seconds(method)),
+                CPU_H: _hours(run.total_seconds(method, "cpu")),
                 EVAL_H: _hours(s["evaluation"]), REF_H: _hours(shared["reference"]),
                 SAMPLE_H: _hours(shared["sampling"]), "steps (count)": _last_step(run, method),
             })
@@ -358,6 +360,9 @@ def check_run(run_dir: str | Path, outputs: bool = True) -> list[str]:
         written = root / TABLES_DIR / "table1_cost.csv"
         if written.exists():
             on_disk, _ = split(pd.read_csv(written))
+            if len(on_disk) != len(cost):
+                problems.append(f"{written}: {len(on_disk)} measured rows, the ledger gives "
+                                f"{len(cost)}")
             for col in (TOTAL_H, DATA_H, TRAIN_H):
                 if col in on_disk and len(on_disk) == len(cost) and not all(
                         _close(a, b) for a, b in zip(on_disk[col], cost[col], strict=True)):

@@ -41,6 +41,7 @@ def test_cost_table_books_every_phase(run_dir):
     assert qhnet[tables.TRAIN_H] == pytest.approx(1800 / H)
     assert qhnet[tables.TOTAL_H] == pytest.approx((3600 + 1800) / H)
     assert qhnet[tables.EVAL_H] == pytest.approx(18 / H)
+    assert qhnet[tables.CPU_H] == pytest.approx((7000 + 3 * 1100) / H)
     # QPT: no labels; validation-sample tensors are evaluation cost, not preparation
     assert qpt[tables.DATA_H] == 0.0
     assert qpt[tables.TENSORS_H] == pytest.approx(180 / H)
