@@ -3,6 +3,7 @@ that fail on broken runs, the `qptbench tables` command."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 
@@ -133,7 +134,7 @@ def test_render_keeps_blocks_apart(run_dir):
     assert "Δε as reported (µHa)" in paper_part and "Δε occupied (µHa)" in measured_part
     assert "\\toprule" in tables.render(frame, "latex")
     csv = tables.render(frame, "csv")
-    back = pd.read_csv(pd.io.common.StringIO(csv))
+    back = pd.read_csv(io.StringIO(csv))
     assert list(back.columns) == list(frame.columns) and len(back) == len(frame)
     with pytest.raises(ValueError, match="unknown format"):
         tables.render(frame, "html")
