@@ -124,6 +124,8 @@ def _print_scf(r: dict) -> None:
     typer.echo(f"|difference| = {r['abs_diff_hartree']:.2e} Ha")
 
 
+from qptbench import cli_tables  # noqa: E402, F401  (registers tables)
+
 if __name__ == "__main__":
     app()
 
