@@ -124,10 +124,8 @@ def _print_scf(r: dict) -> None:
     typer.echo(f"|difference| = {r['abs_diff_hartree']:.2e} Ha")
 
 
-from qptbench import cli_tables  # noqa: E402, F401  (registers tables)
+# Commands defined in their own modules register themselves on ``app`` when imported.
+from qptbench import cli_qpt, cli_tables  # noqa: E402, F401
 
 if __name__ == "__main__":
     app()
-
-
-from qptbench import cli_qpt  # noqa: E402, F401  (registers train-qpt)
