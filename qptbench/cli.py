@@ -124,5 +124,8 @@ def _print_scf(r: dict) -> None:
     typer.echo(f"|difference| = {r['abs_diff_hartree']:.2e} Ha")
 
 
+# Commands defined in their own modules register themselves on ``app`` when imported.
+from qptbench import cli_qpt, cli_tables  # noqa: E402, F401
+
 if __name__ == "__main__":
     app()

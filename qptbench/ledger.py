@@ -57,10 +57,11 @@ def environment(device: str = "cpu") -> dict[str, Any]:
 class Ledger:
     """Append-only JSONL file; each line is flushed and fsynced so a killed job keeps its past."""
 
-    def __init__(self, path: str | Path, device: str = "cpu") -> None:
+    def __init__(self, path: str | Path, device: str = "cpu", **defaults: Any) -> None:
+        """``defaults`` go into every entry (e.g. ``method="qpt"`` in a shared run ledger)."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._context = environment(device)
+        self._context = {**environment(device), **defaults}
 
     def record(self, phase: str, wall_seconds: float, cpu_seconds: float | None = None,
                **extra: Any) -> dict[str, Any]:

@@ -171,8 +171,13 @@ def train(
     ledger: Ledger | None = None,
     progress: bool = True,
     extra_state: dict[str, Any] | None = None,
+    time_limit_s: float | None = None,
 ) -> TrainResult:
-    """Run ``config.steps`` updates (or the rest of them when resuming)."""
+    """Run ``config.steps`` updates (or the rest of them when resuming).
+
+    ``time_limit_s`` stops earlier, once the wall time spent in this loop (all runs of it, resumes
+    included; evaluations excluded) reaches the limit: the harness's equal-budget comparisons.
+    """
     from tqdm.auto import tqdm
 
     out_dir = Path(out_dir)
@@ -180,7 +185,7 @@ def train(
     ckpt_path = out_dir / "checkpoint.pt"
     optimizer = make_optimizer(model, config)
     ema = _Ema(model, config.ema_decay) if config.ema_decay else None
-    step, skipped_total, consumed = 0, 0, 0
+    step, skipped_total, consumed, trained_s = 0, 0, 0, 0.0
     evaluations: list[dict[str, Any]] = []
 
     if resume and ckpt_path.exists():
@@ -190,6 +195,7 @@ def train(
         if ema is not None and ckpt.get("ema") is not None:
             ema.shadow = ckpt["ema"]
         step, skipped_total, consumed = ckpt["step"], ckpt["skipped"], ckpt["consumed"]
+        trained_s = ckpt.get("trained_seconds", 0.0)
         _set_rng_state(ckpt["rng"])
         for name in ("train.jsonl", "metrics.jsonl"):  # drop rows logged after the checkpoint
             _truncate_after(out_dir / name, step)
@@ -203,6 +209,7 @@ def train(
         _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                       "ema": None if ema is None else ema.shadow, "step": step,
                       "skipped": skipped_total, "consumed": consumed, "rng": _rng_state(),
+                      "trained_seconds": trained_s + time.perf_counter() - segment_wall,
                       "config": asdict(config), **(extra_state or {})}, ckpt_path)
 
     def run_eval() -> None:
@@ -232,6 +239,12 @@ def train(
     model.train()
     try:
         while step < config.steps:
+            if time_limit_s is not None and (
+                    trained_s + time.perf_counter() - segment_wall >= time_limit_s):
+                save()
+                break
+            if hasattr(loss_fn, "set_step"):  # losses with a schedule (QPT's DFT iterations)
+                loss_fn.set_step(step)
             lr = learning_rate(config, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -295,6 +308,9 @@ def train(
                 save()
             if config.eval_every and step % config.eval_every == 0 and step != config.steps:
                 _book_train(ledger, segment_wall, segment_cpu, step, timers)
+                trained_s += time.perf_counter() - segment_wall
+                segment_wall = time.perf_counter()
+                save()  # the checkpoint's training time must not include the evaluation
                 run_eval()
                 segment_wall, segment_cpu = time.perf_counter(), time.process_time()
     finally:

@@ -116,3 +116,20 @@ def test_bad_steps_are_skipped_then_fatal(tmp_path):
     with pytest.raises(TrainingFailed, match="energy exploded"):
         train(_model(), always_bad, _items, TrainConfig(steps=10, max_skipped=3), tmp_path / "g",
               progress=False)
+
+
+def test_time_limit_stops_early_and_keeps_a_checkpoint(tmp_path):
+    import time as _time
+
+    def slow(model, batch):
+        _time.sleep(0.02)
+        return _mse(model, batch)
+
+    result = train(_model(), slow, _items, TrainConfig(steps=1000, log_every=1), tmp_path,
+                   progress=False, time_limit_s=0.3)
+    assert 3 <= result.step < 100
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert ckpt["step"] == result.step and ckpt["trained_seconds"] >= 0.3
+    again = train(_model(), slow, _items, TrainConfig(steps=1000, log_every=1), tmp_path,
+                  resume=True, progress=False, time_limit_s=0.3)
+    assert again.step == result.step  # the budget was already spent

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F  # noqa: N812
+from torch.nn import functional as F
 
 from qptbench.models.qpt_inputs import BIAS_NAMES, QPTSample
 
@@ -115,7 +115,9 @@ class QPT(nn.Module):
 
     def correction(self, tokens: torch.Tensor, positions: torch.Tensor,
                    biases: torch.Tensor) -> torch.Tensor:
-        """A (N, N), symmetric, float32."""
+        """A (N, N), symmetric, in the network's dtype (float32 unless converted)."""
+        dtype = self.pos_proj.weight.dtype
+        positions, biases = positions.to(dtype), biases.to(dtype)
         x = self.embed(tokens) + self.pos_proj(fourier_features(positions, self.cfg.n_fourier))
         for block in self.blocks:
             x = block(x, biases)                                                # (N, d)

@@ -98,7 +98,8 @@ def prepare_sample(molecule: Molecule, vocab: Vocabulary, level: LevelOfTheory |
     """Canonical frame -> PySCF tensors -> tokens, positions, biases, H_init."""
     level = level or LevelOfTheory(basis=vocab.basis)
     if level.basis.lower() != vocab.basis:
-        raise ValueError(f"level basis {level.basis!r} differs from the vocabulary's {vocab.basis!r}")
+        raise ValueError(f"level basis {level.basis!r} differs from the vocabulary's "
+                         f"{vocab.basis!r}")
     canonical, rotation, _ = principal_frame(molecule)
     layout = basis_layout(canonical, level.basis)
     t = build_tensors(canonical, level, device)

@@ -1,0 +1,62 @@
+"""``qptbench tables``: the paper's three tables (and optionally figures) from run directories
+(registered on cli.app)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from qptbench.cli import _friendly, app
+from qptbench.errors import InputError
+
+
+@app.command("tables")
+@_friendly
+def tables_command(
+    run_dirs: Annotated[list[str], typer.Argument(
+        help="Run directories written by `qptbench run` (several: one row per method per run).")],
+    fmt: str = typer.Option("markdown", "--format", "-f", help="markdown | latex | csv."),
+    out: str = typer.Option(None, "--out", help="Also write table1_cost, table2_accuracy, "
+                             "table3_inference in this format to this directory."),
+    paper: bool = typer.Option(True, "--paper/--no-paper", help="Add the paper's reported "
+                               "numbers for the same molecules, as a separate block."),
+    plots: bool = typer.Option(False, "--plots", help="Also draw each run's figures (PNG + SVG)"
+                               " into RUN_DIR/plots, or OUT/plots/<run name> with --out."),
+    check: bool = typer.Option(False, "--check", help="Check each run directory's consistency "
+                               "(files, ledger sums, units); exit 1 on any problem."),
+) -> None:
+    """Print Table 1 (data creation + training hours, from the ledger), Table 2 (ΔE meV, ΔH µHa,
+    Δε µHa all/occupied, ψ, parameters, level of theory, hardware; the QPT zero model as its own
+    row) and Table 3 (inference seconds per molecule: PySCF SCF, QPT network + DFT iterations,
+    QPT incl. tensor preparation, baseline network).  Rows from the paper are marked "reported
+    (paper)" and printed apart; every measured row names its run directory in `source`."""
+    from qptbench import tables
+
+    if fmt not in tables.FORMATS:
+        raise InputError(f"unknown --format {fmt!r}; choose one of {', '.join(tables.FORMATS)}")
+    from qptbench.rundir import load_run
+
+    runs = [load_run(p) for p in run_dirs]
+    frames = tables.make_tables(runs, paper=paper)
+    for name, frame in frames.items():
+        typer.echo(tables.render(frame, fmt, tables.TITLES[name]))
+    if out is not None:
+        for path in tables.write_tables(runs, out, formats=(fmt,), paper=paper):
+            typer.echo(f"wrote {path}")
+    if plots:
+        from qptbench.plots import make_plots
+
+        for run in runs:
+            target = None if out is None else Path(out) / "plots" / run.path.resolve().name
+            for path in make_plots(run, target):
+                typer.echo(f"wrote {path}")
+    if check:
+        problems = [f"{p}: {msg}" for p in run_dirs
+                    for msg in tables.check_run(p, outputs=False)]
+        for msg in problems:
+            typer.echo(f"problem: {msg}", err=True)
+        if problems:
+            raise typer.Exit(code=1)
+        typer.echo(f"consistent: {', '.join(run_dirs)}")

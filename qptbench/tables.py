@@ -1,0 +1,370 @@
+"""The paper's three tables, measured from run directories (pandas + tabulate live only here).
+
+Every function takes run directories and returns one DataFrame: measured rows first (``source`` =
+the run directory), then, sorted apart, the paper's rows for the same molecules (``source`` =
+"reported (paper)").  Units are in every numeric column name.  ``render`` prints the two blocks
+as separate tables so they are never read as one comparison.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tabulate import tabulate
+
+from qptbench import paper_rows
+from qptbench.ledger import PHASES
+from qptbench.rundir import (
+    OUTPUT_FILES,
+    SECONDS_PER_HOUR,
+    TABLES_DIR,
+    RunDir,
+    display_name,
+    final_metrics,
+    load_run,
+)
+
+FORMATS = ("markdown", "latex", "csv")
+SUFFIX = {"markdown": "md", "latex": "tex", "csv": "csv"}
+TEXT_COLUMNS = ("source", "molecule", "method", "level of theory", "hardware", "note")
+REPORTED = paper_rows.REPORTED
+
+# Table 1 columns, kept as names because check_run recomputes them from the ledger.
+DATA_H, TENSORS_H, TRAIN_H, TOTAL_H = ("data creation (h)", "tensor preparation (h)",
+                                       "training (h)", "total (h)")
+CPU_H = "total CPU time, all cores (h)"
+EVAL_H, REF_H, SAMPLE_H = ("evaluation (h)", "validation labels, shared (h)",
+                           "sampling, shared (h)")
+METRIC_COLUMNS = {
+    "delta_e_mev": "ΔE (meV)",
+    "delta_h_uha": "ΔH (µHa)",
+    "delta_eps_all_uha": "Δε all orbitals (µHa)",
+    "delta_eps_occ_uha": "Δε occupied (µHa)",
+    "psi_cos_occ": "ψ occupied (cos)",
+}
+ZERO_MODEL = "QPT zero model (A = 0)"
+PSEC = "(s/molecule)"
+
+
+def _runs(run_dirs: Sequence[str | Path | RunDir]) -> list[RunDir]:
+    return [r if isinstance(r, RunDir) else load_run(r) for r in run_dirs]
+
+
+def _hours(seconds: float) -> float:
+    return seconds / SECONDS_PER_HOUR
+
+
+def _last_step(run: RunDir, method: str) -> int | None:
+    steps = [int(e["step"]) for e in run.ledger
+             if e.get("method") == method and e.get("phase") == "train" and "step" in e]
+    return max(steps) if steps else None
+
+
+def level_of_theory(run: RunDir) -> str:
+    lot = run.info.get("level_of_theory") or {}
+    if not lot:
+        return "?"
+    text = f"{lot.get('xc', '?')}/{lot.get('basis', '?')}, grid {lot.get('grid_level', '?')}"
+    if lot.get("eri_threshold"):
+        text += f", ERI > {lot['eri_threshold']:g}"
+    return text
+
+
+def hardware(run: RunDir) -> str:
+    env = run.info.get("environment") or {}
+    cpu = f"{env.get('processor', '?')}, {env.get('cpu_count', '?')} cores, " \
+          f"{env.get('torch_threads', '?')} torch threads"
+    device = env.get("gpu") or env.get("device", "cpu")
+    return f"{device}; {cpu}" if device != "cpu" else f"cpu: {cpu}"
+
+
+def _paper_block(rows: list[dict[str, Any]], molecules: set[str], columns: dict[str, str],
+                 table: int) -> pd.DataFrame:
+    keep = [r for r in rows if not molecules or r["molecule"] in molecules]
+    out = pd.DataFrame([{"source": REPORTED, "molecule": r["molecule"],
+                         **({"method": r["method"]} if "method" in r else {}),
+                         **{name: r[key] for key, name in columns.items()}} for r in keep])
+    if not out.empty:
+        out["note"] = paper_rows.CITATION.format(n=table)
+    return out
+
+
+def _join(measured: list[dict[str, Any]], paper: pd.DataFrame | None) -> pd.DataFrame:
+    frame = pd.DataFrame(measured)
+    if paper is None or paper.empty:
+        return frame.reset_index(drop=True)
+    return pd.concat([frame, paper], ignore_index=True)
+
+
+def cost_table(run_dirs: Sequence[str | Path | RunDir], paper: bool = True) -> pd.DataFrame:
+    """Table 1 form: wall-clock hours per method and molecule, from the ledger alone."""
+    runs, rows = _runs(run_dirs), []
+    for run in runs:
+        shared = run.seconds(None)
+        for method in run.methods:
+            s = run.seconds(method)
+            rows.append({
+                "source": str(run.path), "molecule": run.molecule, "method": display_name(method),
+                DATA_H: _hours(s["data_creation"]), TENSORS_H: _hours(s["tensors"]),
+                TRAIN_H: _hours(s["training"]), TOTAL_H: _hours(run.total_seconds(method)),
+                CPU_H: _hours(run.total_seconds(method, "cpu")),
+                EVAL_H: _hours(s["evaluation"]), REF_H: _hours(shared["reference"]),
+                SAMPLE_H: _hours(shared["sampling"]), "steps (count)": _last_step(run, method),
+            })
+    block = None
+    if paper:
+        block = _paper_block(paper_rows.TABLE1, {r.molecule for r in runs},
+                             {"data_creation_h": DATA_H, "training_h": TRAIN_H,
+                              "total_h": TOTAL_H}, 1)
+    return _join(rows, block)
+
+
+def accuracy_table(run_dirs: Sequence[str | Path | RunDir], paper: bool = True) -> pd.DataFrame:
+    """Table 2 form: the final validation errors vs PySCF, one row per method (and QPT's zero
+    model as its own row), with parameters, level of theory and hardware."""
+    runs, rows = _runs(run_dirs), []
+    for run in runs:
+        for method, mrun in run.methods.items():
+            last = final_metrics(mrun)
+            common = {"source": str(run.path), "molecule": run.molecule}
+            tail = {"validation molecules (count)": last.get("n_val"),
+                    "level of theory": level_of_theory(run), "hardware": hardware(run)}
+            rows.append({**common, "method": display_name(method),
+                         "steps (count)": last.get("step"),
+                         **{name: last.get(key) for key, name in METRIC_COLUMNS.items()},
+                         "parameters (count)": (mrun.model or {}).get("parameters"), **tail})
+            if any(k.startswith("zero_") for k in last):
+                rows.append({**common, "method": ZERO_MODEL, "steps (count)": 0,
+                             **{name: last.get(f"zero_{key}")
+                                for key, name in METRIC_COLUMNS.items()},
+                             "parameters (count)": 0, **tail})
+    block = None
+    if paper:
+        block = _paper_block(paper_rows.TABLE2, {r.molecule for r in runs},
+                             {"delta_e_mev": "ΔE (meV)", "delta_h_uha": "ΔH (µHa)",
+                              "delta_eps_reported_uha": "Δε as reported (µHa)",
+                              "parameters": "parameters (count)", "xc": "level of theory"}, 2)
+        if not block.empty:
+            block["level of theory"] = "def2-SVP/" + block["level of theory"]
+    frame = _join(rows, block)
+    if "Δε as reported (µHa)" in frame and "Δε occupied (µHa)" in frame:  # keep Δε together
+        cols = [c for c in frame.columns if c != "Δε as reported (µHa)"]
+        cols.insert(cols.index("Δε occupied (µHa)") + 1, "Δε as reported (µHa)")
+        frame = frame[cols]
+    for col in ("steps (count)", "parameters (count)", "validation molecules (count)"):
+        if col in frame:
+            frame[col] = frame[col].astype("Int64")
+    return frame
+
+
+def inference_table(run_dirs: Sequence[str | Path | RunDir], paper: bool = True) -> pd.DataFrame:
+    """Table 3 form: seconds per molecule at inference, one row per run (molecule)."""
+    runs, rows = _runs(run_dirs), []
+    for run in runs:
+        row: dict[str, Any] = {"source": str(run.path), "molecule": run.molecule}
+        pyscf, counts = None, []
+        for method, mrun in run.methods.items():
+            inf = mrun.inference or {}
+            if pyscf is None and inf.get("pyscf_scf_seconds") is not None:
+                pyscf = inf["pyscf_scf_seconds"]
+            if inf.get("n") is not None:
+                counts.append(int(inf["n"]))
+            net = inf.get("network_seconds")
+            if method == "qpt":
+                dft, tens = inf.get("dft_seconds"), inf.get("tensor_seconds")
+                both = None if net is None or dft is None else net + dft
+                row[f"QPT network + DFT iterations {PSEC}"] = both
+                row[f"QPT incl. tensor preparation {PSEC}"] = (
+                    None if both is None or tens is None else both + tens)
+            else:
+                row[f"{display_name(method)} network {PSEC}"] = net
+        row = {"source": row.pop("source"), "molecule": row.pop("molecule"),
+               f"PySCF SCF {PSEC}": pyscf, **row,
+               "molecules timed (count)": min(counts) if counts else None}
+        rows.append(row)
+    block = None
+    if paper:
+        block = _paper_block(paper_rows.TABLE3, {r.molecule for r in runs}, {
+            "pyscf_scf_s": f"PySCF SCF {PSEC}",
+            "qpt_network_dft_s": f"QPT network + DFT iterations {PSEC}",
+            "qpt_with_tensors_s": f"QPT incl. tensor preparation {PSEC}",
+            "qhnet_network_s": f"QHNet network {PSEC}",
+            "schnorb_network_s": f"SchNOrb network {PSEC}",
+            "phisnet_network_s": f"PhiSNet network {PSEC}",
+            "schnorb_dft_s": f"SchNOrb's DFT labelling {PSEC}",
+            "phisnet_dft_s": f"PhiSNet's DFT labelling {PSEC}",
+            "qhnet_dft_s": f"QHNet's DFT labelling {PSEC}"}, 3)
+    frame = _join(rows, block)
+    if "molecules timed (count)" in frame:
+        frame["molecules timed (count)"] = frame["molecules timed (count)"].astype("Int64")
+    return frame
+
+
+TABLES: dict[str, Callable[..., pd.DataFrame]] = {
+    "table1_cost": cost_table,
+    "table2_accuracy": accuracy_table,
+    "table3_inference": inference_table,
+}
+TITLES = {
+    "table1_cost": "Table 1: data creation and training, wall-clock hours",
+    "table2_accuracy": "Table 2: validation error vs PySCF (mean over validation molecules)",
+    "table3_inference": "Table 3: inference, seconds per molecule",
+}
+
+
+def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(measured rows, paper rows), each without the columns it leaves empty."""
+    paper = frame["source"] == REPORTED if "source" in frame else pd.Series(False, frame.index)
+    blocks = (frame[~paper], frame[paper])
+    return tuple(b.dropna(axis=1, how="all").reset_index(drop=True) for b in blocks)
+
+
+def _cell(x: Any, digits: int) -> Any:
+    if x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x)):
+        return None
+    if isinstance(x, float):
+        return f"{x:.{digits}g}"
+    return x
+
+
+def _tabulate(frame: pd.DataFrame, tablefmt: str, digits: int) -> str:
+    """Measured numbers to 4 significant digits (they are noisy); reported ones as printed."""
+    cells = [[_cell(x, digits) for x in row] for row in frame.itertuples(index=False)]
+    return tabulate(cells, headers=list(frame.columns), tablefmt=tablefmt, missingval="–",
+                    disable_numparse=True)
+
+
+def render(frame: pd.DataFrame, fmt: str = "markdown", title: str | None = None) -> str:
+    """Text of one table.  markdown/latex: the measured block, then the paper block under its
+    own heading; csv: one file, measured rows first, the ``source`` column tells them apart."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "csv":
+        return frame.to_csv(index=False)
+    tablefmt = "github" if fmt == "markdown" else "latex_booktabs"
+    measured, reported = split(frame)
+    parts = []
+    heading = (lambda t: f"**{t}**") if fmt == "markdown" else (lambda t: f"% {t}")
+    if title:
+        parts.append(heading(title))
+    if not measured.empty:
+        parts.append(_tabulate(measured, tablefmt, 4))
+    if not reported.empty:
+        parts.append(heading("Reported in the paper (not measured here; other hardware, "
+                             "other level of theory for the baselines)"))
+        parts.append(_tabulate(reported, tablefmt, 6))
+    return "\n\n".join(parts) + "\n"
+
+
+def make_tables(run_dirs: Sequence[str | Path | RunDir],
+                paper: bool = True) -> dict[str, pd.DataFrame]:
+    runs = _runs(run_dirs)
+    return {name: fn(runs, paper=paper) for name, fn in TABLES.items()}
+
+
+def write_tables(run_dirs: Sequence[str | Path | RunDir], out_dir: str | Path,
+                 formats: Sequence[str] = FORMATS, paper: bool = True) -> list[Path]:
+    """Write every table in every format to ``out_dir``; returns the paths written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, frame in make_tables(run_dirs, paper=paper).items():
+        for fmt in formats:
+            path = out / f"{name}.{SUFFIX[fmt]}"
+            path.write_text(render(frame, fmt, TITLES[name] if fmt != "csv" else None))
+            written.append(path)
+    return written
+
+
+_UNIT = re.compile(r"\(([^()]+)\)$")
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def _check_frame(name: str, frame: pd.DataFrame, run_path: str) -> list[str]:
+    problems = [f"{name}: column {col!r} has no unit in parentheses" for col in frame.columns
+                if col not in TEXT_COLUMNS and not _UNIT.search(col)]
+    sources = list(frame.get("source", []))
+    measured = [s for s in sources if s != REPORTED]
+    if sources[: len(measured)] != measured:
+        problems.append(f"{name}: paper rows are mixed among measured rows")
+    problems += [f"{name}: measured row traces to {s!r}, not the run directory {run_path!r}"
+                 for s in measured if s != run_path]
+    if not measured:
+        problems.append(f"{name}: no measured row")
+    return problems
+
+
+def check_run(run_dir: str | Path, outputs: bool = True) -> list[str]:
+    """Problems with a run directory (empty list: consistent).  Checks the files exist, every
+    ledger entry is booked exactly once (per-phase hours add up to the totals and to the whole
+    ledger), units are in every numeric column, every measured row traces to this directory and,
+    with ``outputs``, that the written tables and plots exist and the CSVs match the ledger."""
+    root = Path(run_dir)
+    try:
+        run = load_run(root)
+    except Exception as exc:  # any unreadable run is a problem to report, not a crash
+        return [f"cannot read {root}: {exc}"]
+    problems = []
+    for method, mrun in run.methods.items():
+        for fname in ("metrics.jsonl", "train.jsonl", "model.json", "inference.json"):
+            if not (mrun.path / fname).exists():
+                problems.append(f"{method}/{fname} is missing")
+        if not mrun.metrics:
+            problems.append(f"{method}: no evaluation in metrics.jsonl")
+        missing = [k for k in METRIC_COLUMNS if k not in final_metrics(mrun)]
+        if mrun.metrics and missing:
+            problems.append(f"{method}: final metrics lack {', '.join(missing)}")
+    allowed = {*run.methods, "shared"}
+    for i, e in enumerate(run.ledger):
+        wall = e.get("wall_seconds")
+        if e.get("phase") not in PHASES:
+            problems.append(f"ledger line {i + 1}: unknown phase {e.get('phase')!r}")
+        if e.get("method") not in allowed:
+            problems.append(f"ledger line {i + 1}: method {e.get('method')!r} not in "
+                            f"{sorted(allowed)}")
+        if not isinstance(wall, (int, float)) or not math.isfinite(wall) or wall < 0:
+            problems.append(f"ledger line {i + 1}: bad wall_seconds {wall!r}")
+    if problems:
+        return problems
+
+    tables = make_tables([run])
+    cost, _ = split(tables["table1_cost"])
+    for row in cost.to_dict("records"):
+        parts = row[DATA_H] + row[TENSORS_H] + row[TRAIN_H]
+        if not _close(row[TOTAL_H], parts):
+            problems.append(f"table1: {row['method']} total {row[TOTAL_H]:.6g} h != data "
+                            f"creation + tensors + training {parts:.6g} h")
+    ledger_h = _hours(sum(float(e["wall_seconds"]) for e in run.ledger))
+    booked = sum(r[TOTAL_H] + r[EVAL_H] for r in cost.to_dict("records"))
+    if len(cost):
+        booked += cost[REF_H].iloc[0] + cost[SAMPLE_H].iloc[0]
+    if not _close(ledger_h, booked):
+        problems.append(f"table1: the ledger holds {ledger_h:.6g} h but the table books "
+                        f"{booked:.6g} h (entries of a method not in run.json?)")
+    for name, frame in tables.items():
+        problems += _check_frame(name, frame, str(run.path))
+
+    if outputs:
+        for rel in OUTPUT_FILES:
+            path = root / rel
+            if not path.exists() or path.stat().st_size == 0:
+                problems.append(f"{rel} is missing or empty")
+        written = root / TABLES_DIR / "table1_cost.csv"
+        if written.exists():
+            on_disk, _ = split(pd.read_csv(written))
+            if len(on_disk) != len(cost):
+                problems.append(f"{written}: {len(on_disk)} measured rows, the ledger gives "
+                                f"{len(cost)}")
+            for col in (TOTAL_H, DATA_H, TRAIN_H):
+                if col in on_disk and len(on_disk) == len(cost) and not all(
+                        _close(a, b) for a, b in zip(on_disk[col], cost[col], strict=True)):
+                    problems.append(f"{written}: {col} differs from the ledger")
+    return problems
