@@ -125,7 +125,7 @@ def _print_scf(r: dict) -> None:
 
 
 # Commands defined in their own modules register themselves on ``app`` when imported.
-from qptbench import cli_qpt, cli_tables  # noqa: E402, F401
+from qptbench import cli_baseline, cli_qpt, cli_tables  # noqa: E402, F401
 
 if __name__ == "__main__":
     app()

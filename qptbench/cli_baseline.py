@@ -1,4 +1,5 @@
-"""``qptbench train-baseline``: the supervised QHNet-style baseline on labels from the store."""
+"""``qptbench train-baseline``: the supervised QHNet-style baseline on labels from the store
+(registered on cli.app)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import json
 
 import typer
 
+from qptbench.cli import _friendly, app
 
+
+@app.command("train-baseline")
+@_friendly
 def train_baseline(
     labels: str = typer.Option(..., "--labels", help="Label store file (.h5) made by "
                                "`qptbench label`; uses its train/val/test splits."),
