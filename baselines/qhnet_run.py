@@ -102,7 +102,8 @@ def run(options: RunOptions) -> dict[str, Any]:
         except InputError:
             test_set = None
         cost = ds.label_cost()
-    if not any(e["phase"] == "label" for e in read_ledger(ledger.path)):
+    booked = read_ledger(ledger.path) if ledger.path.exists() else []
+    if not any(e["phase"] == "label" for e in booked):
         # the data creation, read from the store: every SCF run for this file, failures included
         ledger.record("label", cost.wall_seconds, cost.cpu_seconds, source=str(options.labels),
                       n_labels=cost.n_labels, n_failed=cost.n_failed,

@@ -33,7 +33,7 @@ def hamiltonian_loss(h_pred: torch.Tensor, h_ref: torch.Tensor
 
 def make_loss_fn(numbers: np.ndarray) -> Callable[[torch.nn.Module, Batch],
                                                  tuple[torch.Tensor, dict[str, float]]]:
-    z = torch.as_tensor(np.asarray(numbers), dtype=torch.long)
+    z = torch.tensor(np.asarray(numbers), dtype=torch.long)
 
     def loss_fn(model: torch.nn.Module, batch: Batch):
         return hamiltonian_loss(model(z, batch.positions), batch.fock)

@@ -1,0 +1,155 @@
+"""QHNet baseline training: loss, data adapter, batches, metrics wiring, exact resume, CLI."""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from qptbench.baselines import qhnet_run
+from qptbench.baselines.qhnet_data import LabelledSet, batch_factory
+from qptbench.baselines.qhnet_run import RunOptions
+from qptbench.baselines.qhnet_train import hamiltonian_loss
+from qptbench.errors import InputError
+from qptbench.geometry import Molecule
+from qptbench.labels import pyscf_rks
+from qptbench.level import LevelOfTheory
+
+LEVEL = LevelOfTheory(grid_level=1)  # labels only need to be consistent, not converged in grid
+
+
+@functools.lru_cache(maxsize=1)
+def water_labels(n: int = 6):
+    molecules = [Molecule.builtin("water").displaced(seed, 0.05) for seed in range(n)]
+    return molecules, [pyscf_rks(m, LEVEL, conv_tol=1e-9) for m in molecules]
+
+
+@dataclass
+class _Cost:
+    n_labels: int
+    n_failed: int
+    wall_seconds: float
+    cpu_seconds: float
+
+
+class FakeStore:
+    """The label-store API the baseline reads (qptbench.data.store.Dataset), in memory."""
+
+    def __init__(self, splits):
+        self.molecules, self.labels = water_labels()
+        self.splits, self.level, self.path = splits, LEVEL, "fake.h5"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def split(self, name):
+        return np.asarray(self.splits[name])
+
+    def has_label(self, i):
+        return True
+
+    def molecule(self, i):
+        return self.molecules[i]
+
+    def label(self, i):
+        return self.labels[i]
+
+    def label_cost(self):
+        return _Cost(len(self.labels), 0, sum(r.seconds for r in self.labels),
+                     sum(r.cpu_seconds for r in self.labels))
+
+
+def test_loss_is_mae_plus_mse():
+    ref = torch.zeros(2, 3, 3)
+    pred = torch.full((2, 3, 3), 0.5)
+    loss, logs = hamiltonian_loss(pred, ref)
+    assert loss.item() == pytest.approx(0.5 + 0.25)
+    assert logs["mae_uha"] == pytest.approx(5e5) and logs["rmse_uha"] == pytest.approx(5e5)
+
+
+def test_labelled_set_from_labels_and_refusals():
+    molecules, labels = water_labels()
+    data = LabelledSet.from_labels(molecules, labels)
+    assert data.positions.shape == (6, 3, 3) and data.fock.shape == (6, 24, 24)
+    assert data.n_occ == 5
+    np.testing.assert_array_equal(data.subset([2]).fock[0], labels[2].fock)
+    with pytest.raises(InputError, match="one composition"):
+        LabelledSet.from_labels([molecules[0], Molecule.builtin("ethanol")], labels[:2])
+    with pytest.raises(InputError, match="as many labels"):
+        LabelledSet.from_labels(molecules, labels[:2])
+
+
+def test_batches_depend_only_on_their_position():
+    molecules, labels = water_labels()
+    data = LabelledSet.from_labels(molecules, labels)
+    make = batch_factory(data, batch_size=4, seed=3, dtype=torch.float64)
+    straight = [b.positions for _, b in zip(range(5), make(0), strict=False)]
+    resumed = [b.positions for _, b in zip(range(2), make(3), strict=False)]
+    assert all(torch.equal(a, b) for a, b in zip(straight[3:], resumed, strict=True))
+    assert straight[0].shape == (4, 3, 3)
+
+
+def _options(tmp_path, name, **kw):
+    base = dict(labels="fake.h5", out=str(tmp_path / name), steps=6, dtype="float64",
+                energy_molecules=0, eval_every=0, checkpoint_every=2, progress=False)
+    return RunOptions(**{**base, **kw})
+
+
+@pytest.fixture
+def fake_store(monkeypatch):
+    splits = {"train": [0, 1, 2, 3], "val": [4], "test": [5]}
+    monkeypatch.setattr(qhnet_run, "open_store", lambda path: FakeStore(splits))
+
+
+def test_resume_is_exact(tmp_path, fake_store, monkeypatch):
+    straight = qhnet_run.run(_options(tmp_path, "straight"))
+    state = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
+
+    real_loss = qhnet_run.make_loss_fn
+    calls = {"n": 0}
+
+    def interrupted(numbers):
+        inner = real_loss(numbers)
+
+        def loss_fn(model, batch):
+            calls["n"] += 1
+            if calls["n"] == 6:  # killed during step 6; the last checkpoint is step 4
+                raise KeyboardInterrupt
+            return inner(model, batch)
+
+        return loss_fn
+
+    monkeypatch.setattr(qhnet_run, "make_loss_fn", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        qhnet_run.run(_options(tmp_path, "killed"))
+    monkeypatch.setattr(qhnet_run, "make_loss_fn", real_loss)
+    resumed = qhnet_run.run(_options(tmp_path, "killed", resume=True))
+    again = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)
+    assert again["step"] == state["step"] == 6
+    for key, value in state["model"].items():
+        assert torch.equal(value, again["model"][key]), key
+    assert resumed["val_delta_h_uha"] == straight["val_delta_h_uha"]
+    ledger = [json.loads(x) for x in (tmp_path / "killed" / "ledger.jsonl").read_text().splitlines()]
+    assert sum(e["phase"] == "label" for e in ledger) == 1  # labelling cost booked once
+    with pytest.raises(InputError, match="different run"):
+        qhnet_run.run(_options(tmp_path, "killed", resume=True, preset="small"))
+
+
+def test_run_reports_metrics_energy_and_label_hours(tmp_path, fake_store):
+    summary = qhnet_run.run(_options(tmp_path, "run", steps=2, energy_molecules=1))
+    for key in ("val_delta_h_uha", "val_delta_eps_occ_uha", "val_delta_eps_all_uha",
+                "val_psi_cos_occ", "val_delta_e_mev", "test_delta_h_uha", "test_delta_e_mev",
+                "label_hours", "train_hours"):
+        assert np.isfinite(summary[key]), key
+    # E(·) of the reference Fock matrix reproduces the PySCF label energy (the ΔE floor)
+    assert summary["val_delta_e_ref_h_mev"] < 0.5
+    assert summary["label_hours"] > 0
+    saved = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert saved["n_train"] == 4 and saved["n_test"] == 1
