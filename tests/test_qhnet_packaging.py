@@ -1,7 +1,10 @@
 """baselines/ installs as qptbench.baselines, and no subpackage is left out of a real install."""
 
-import tomllib
 from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
 ROOT = Path(__file__).resolve().parents[1]
 

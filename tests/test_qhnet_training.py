@@ -136,7 +136,8 @@ def test_resume_is_exact(tmp_path, fake_store, monkeypatch):
     for key, value in state["model"].items():
         assert torch.equal(value, again["model"][key]), key
     assert resumed["val_delta_h_uha"] == straight["val_delta_h_uha"]
-    ledger = [json.loads(x) for x in (tmp_path / "killed" / "ledger.jsonl").read_text().splitlines()]
+    lines = (tmp_path / "killed" / "ledger.jsonl").read_text().splitlines()
+    ledger = [json.loads(x) for x in lines]
     assert sum(e["phase"] == "label" for e in ledger) == 1  # labelling cost booked once
     with pytest.raises(InputError, match="different run"):
         qhnet_run.run(_options(tmp_path, "killed", resume=True, preset="small"))
