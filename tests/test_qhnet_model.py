@@ -107,3 +107,42 @@ def test_bad_input_is_refused():
         preset("huge")
     with pytest.raises(InputError, match="vocabulary"):
         QHNet(preset("tiny", n_types=5), element_shells([water]))
+
+
+def _h_core(molecule: Molecule) -> torch.Tensor:
+    from qptbench.tensors import build_mole
+
+    mol = build_mole(molecule)
+    return torch.as_tensor(mol.intor_symmetric("int1e_kin") + mol.intor_symmetric("int1e_nuc"))
+
+
+def test_assembly_and_ao_order_on_a_real_matrix(float64):
+    """A real PySCF matrix split into the padded (atom, slot) blocks and assembled comes back
+    unchanged; in the model's e3nn order it rotates with e3nn's Wigner D; PySCF -> e3nn -> ORCA
+    -> PySCF is the identity."""
+    from qptbench.baselines.qhnet_orbitals import assemble
+
+    water = Molecule.builtin("water")
+    layout = OrbitalLayout.from_shells(element_shells([water]))
+    ls = layout.molecule_shell_ls(water.numbers)
+    h = _h_core(water)
+    index = layout.gather_index(water.numbers)
+    n_atoms, f = 3, layout.size
+    padded = torch.zeros(n_atoms * f, n_atoms * f)
+    padded[index[:, None], index[None, :]] = 0.5 * h  # H = M + Mᵀ with M = H/2
+    blocks = padded.view(n_atoms, f, n_atoms, f).transpose(1, 2)
+    row, col = (torch.tensor(x) for x in zip(*[(a, b) for a in range(3) for b in range(3)
+                                               if a != b], strict=True))
+    diag = torch.stack([blocks[a, a] for a in range(n_atoms)])
+    out = assemble(diag, blocks[row, col], row, col, 1, n_atoms, index)[0]
+    assert torch.equal(out, h)
+
+    torch.manual_seed(5)
+    rotation = o3.rand_matrix()
+    turned = Molecule.from_arrays(water.numbers, water.positions @ rotation.numpy().T)
+    d = _wigner_d(ls, rotation)
+    h_e3nn = ao_order.reorder(h, ls, "pyscf", "e3nn")
+    h_turned = ao_order.reorder(_h_core(turned), ls, "pyscf", "e3nn")
+    torch.testing.assert_close(d @ h_e3nn @ d.T, h_turned, rtol=0, atol=1e-12)
+    orca = ao_order.reorder(h_e3nn, ls, "e3nn", "orca")
+    assert torch.equal(ao_order.reorder(orca, ls, "orca", "pyscf"), h)

@@ -97,7 +97,7 @@ def test_batches_depend_only_on_their_position():
 
 
 def _options(tmp_path, name, **kw):
-    base = dict(labels="fake.h5", out=str(tmp_path / name), steps=6, dtype="float64",
+    base = dict(labels="fake.h5", out=str(tmp_path / name), steps=4, dtype="float64",
                 energy_molecules=0, eval_every=0, checkpoint_every=2, progress=False)
     return RunOptions(**{**base, **kw})
 
@@ -120,7 +120,7 @@ def test_resume_is_exact(tmp_path, fake_store, monkeypatch):
 
         def loss_fn(model, batch):
             calls["n"] += 1
-            if calls["n"] == 6:  # killed during step 6; the last checkpoint is step 4
+            if calls["n"] == 4:  # killed during step 4; the last checkpoint is step 2
                 raise KeyboardInterrupt
             return inner(model, batch)
 
@@ -132,7 +132,7 @@ def test_resume_is_exact(tmp_path, fake_store, monkeypatch):
     monkeypatch.setattr(qhnet_run, "make_loss_fn", real_loss)
     resumed = qhnet_run.run(_options(tmp_path, "killed", resume=True))
     again = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)
-    assert again["step"] == state["step"] == 6
+    assert again["step"] == state["step"] == 4
     for key, value in state["model"].items():
         assert torch.equal(value, again["model"][key]), key
     assert resumed["val_delta_h_uha"] == straight["val_delta_h_uha"]
