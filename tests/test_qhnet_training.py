@@ -154,3 +154,18 @@ def test_run_reports_metrics_energy_and_label_hours(tmp_path, fake_store):
     assert summary["label_hours"] > 0
     saved = json.loads((tmp_path / "run" / "result.json").read_text())
     assert saved["n_train"] == 4 and saved["n_test"] == 1
+
+
+def test_cli_refuses_bad_input_with_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from qptbench.cli import app
+
+    runner = CliRunner()
+    missing = runner.invoke(app, ["train-baseline", "--labels", str(tmp_path / "none.h5"),
+                                  "--out", str(tmp_path / "out"), "--quiet"])
+    assert missing.exit_code == 2 and "error:" in missing.output
+    bad = runner.invoke(app, ["train-baseline", "--labels", "x.h5", "--dtype", "float16",
+                              "--out", str(tmp_path / "out")])
+    assert bad.exit_code == 2 and "float16" in bad.output
+    assert "MAE + MSE" in runner.invoke(app, ["train-baseline", "--help"]).output
