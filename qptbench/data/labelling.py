@@ -26,6 +26,8 @@ from qptbench.data.store import CONVERGED, FAILED, NOT_ATTEMPTED, Dataset
 from qptbench.errors import InputError
 from qptbench.level import LevelOfTheory
 
+DASK_CONNECT_TIMEOUT = "20s"
+
 
 class LabellingInterrupted(RuntimeError):
     """A worker died (killed, out of memory); what finished is saved, a rerun resumes."""
@@ -139,7 +141,7 @@ def _run_dask(tasks: list[tuple], address: str) -> Iterator[dict[str, Any]]:
     except ImportError:
         raise InputError("--scheduler needs Dask: pip install 'qptbench[cluster]'") from None
     try:
-        client = Client(address, timeout="20s")
+        client = Client(address, timeout=DASK_CONNECT_TIMEOUT)
     except (OSError, TimeoutError) as exc:
         raise InputError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
     try:
