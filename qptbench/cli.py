@@ -124,5 +124,10 @@ def _print_scf(r: dict) -> None:
     typer.echo(f"|difference| = {r['abs_diff_hartree']:.2e} Ha")
 
 
+from qptbench.cli_data import register as _register_data  # noqa: E402 - needs app and _friendly
+
+_register_data(app)
+
+
 if __name__ == "__main__":
     app()
