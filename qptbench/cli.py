@@ -49,7 +49,8 @@ def main(
 @_friendly
 def scf(
     molecule: str = typer.Option(
-        None, "--molecule", "-m", help="Built-in molecule: water, ethanol, malondialdehyde, uracil."
+        None, "--molecule", "-m",
+        help="Built-in molecule: water, ethanol, malondialdehyde, uracil, alanine_dipeptide."
     ),
     xyz: str = typer.Option(None, "--xyz", help="Geometry file (.xyz, Ångström) instead."),
     charge: int = typer.Option(0, "--charge", help="Total charge (closed shell: even electrons)."),

@@ -59,6 +59,8 @@ def sample(
     tic = time.perf_counter()
     if n is not None and n < 1:
         raise InputError(f"--n must be >= 1, got {n}")
+    if n is not None and (n_train is not None or n_val is not None):
+        make_splits(n, n_train or 0, n_val or 0)  # refuse impossible sizes before sampling
     if from_file is not None:
         from qptbench.data.readers import read_conformations
 

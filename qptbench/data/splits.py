@@ -37,12 +37,11 @@ def default_sizes(name: str, n: int) -> tuple[int, int, str]:
 def make_splits(n: int, n_train: int, n_val: int, n_test: int | None = None,
                 seed: int = DEFAULT_SEED) -> dict[str, np.ndarray]:
     """Index arrays (int64, each sorted) for train/val/test; test takes the rest by default."""
-    rest = n - n_train - n_val
-    if n_test is None:
-        n_test = rest
-    for label, value in (("train", n_train), ("val", n_val), ("test", n_test)):
+    for label, value in (("train", n_train), ("val", n_val), ("test", n_test or 0)):
         if value < 0:
             raise InputError(f"split size for {label} must be >= 0, got {value}")
+    if n_test is None:
+        n_test = max(n - n_train - n_val, 0)
     if n_train + n_val + n_test > n:
         raise InputError(f"split sizes {n_train} train + {n_val} val + {n_test} test exceed "
                          f"the {n} conformations")
