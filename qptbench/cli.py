@@ -126,7 +126,7 @@ def _print_scf(r: dict) -> None:
 
 
 # Commands defined in their own modules register themselves on ``app`` when imported.
-from qptbench import cli_qpt, cli_tables  # noqa: E402, F401
+from qptbench import cli_qpt, cli_run, cli_tables  # noqa: E402, F401
 from qptbench.cli_data import register as _register_data  # noqa: E402
 
 _register_data(app)
