@@ -5,13 +5,18 @@ taken from any data set), in the MD17/SchNOrb atom order, with the hydrogens on 
 atoms as in MD17's frames.  Each is relaxed with GFN2-xTB (tblite's ASE calculator) and BFGS to
 fmax <= 1e-3 eV/Å, then the bond graph is checked against the intended one.
 
-Run:  python datasets/make_builtin_geometries.py
+Alanine dipeptide (ACE-ALA-NME, 22 atoms, L-alanine) starts from RDKit (SMILES, ETKDG embedding
+with a fixed seed, MMFF) instead; its atom order is RDKit's: the heavy atoms in SMILES order
+(C C O N C C C O N C), then the hydrogens of each in turn.
+
+Run:  python datasets/make_builtin_geometries.py [NAME ...]   (default: all)
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import itertools
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +122,25 @@ def uracil() -> tuple[list[str], np.ndarray, set[tuple[int, int]]]:
     return symbols, pos, bonds
 
 
+ALANINE_DIPEPTIDE_SMILES = "CC(=O)N[C@@H](C)C(=O)NC"  # ACE-ALA-NME
+
+
+def alanine_dipeptide() -> tuple[list[str], np.ndarray, set[tuple[int, int]]]:
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    mol = Chem.AddHs(Chem.MolFromSmiles(ALANINE_DIPEPTIDE_SMILES))
+    params = AllChem.ETKDGv3()
+    params.randomSeed = 0
+    if AllChem.EmbedMolecule(mol, params) != 0:
+        raise RuntimeError("RDKit could not embed alanine dipeptide")
+    AllChem.MMFFOptimizeMolecule(mol)
+    symbols = [atom.GetSymbol() for atom in mol.GetAtoms()]
+    pos = mol.GetConformer().GetPositions()
+    bonds = {tuple(sorted((b.GetBeginAtomIdx(), b.GetEndAtomIdx()))) for b in mol.GetBonds()}
+    return symbols, pos, bonds
+
+
 def bond_graph(atoms: Atoms) -> set[tuple[int, int]]:
     """Bonds by covalent radii (1.2x tolerance): pairs that a chemist would draw."""
     r = covalent_radii[atoms.numbers]
@@ -146,7 +170,8 @@ def relax(symbols: list[str], pos: np.ndarray, seed: int) -> tuple[Atoms, float,
 
 def build(name: str) -> tuple[Atoms, float, float, set[tuple[int, int]]]:
     if name != "malondialdehyde":
-        symbols, pos, bonds = {"water": water, "ethanol": ethanol, "uracil": uracil}[name]()
+        symbols, pos, bonds = {"water": water, "ethanol": ethanol, "uracil": uracil,
+                               "alanine_dipeptide": alanine_dipeptide}[name]()
         return (*relax(symbols, pos, seed=0), bonds)
     best = None
     for k, (d1, d2) in enumerate([(0, 0), (0, 180), (180, 180), (0, 90), (90, 90), (90, -90)]):
@@ -172,7 +197,9 @@ def write_xyz(path: Path, atoms: Atoms, comment: str) -> None:
 def main() -> None:
     version = importlib.metadata.version("tblite")
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    for name in ["water", "ethanol", "malondialdehyde", "uracil"]:
+    names = sys.argv[1:] or ["water", "ethanol", "malondialdehyde", "uracil",
+                             "alanine_dipeptide"]
+    for name in names:
         atoms, energy, fmax, bonds = build(name)
         found = bond_graph(atoms)
         if found != bonds:
@@ -189,13 +216,17 @@ def main() -> None:
             if planarity > 0.05:
                 raise RuntimeError(f"uracil is not planar: heavy-atom plane RMS {planarity:.3f} A")
             extra = f"  heavy-atom plane RMS = {planarity:.4f} A"
+        elif name == "alanine_dipeptide":
+            extra = (f"  phi = {atoms.get_dihedral(1, 3, 4, 6):.1f}, psi = "
+                     f"{atoms.get_dihedral(3, 4, 6, 8):.1f} deg")
         elif name == "malondialdehyde":
             # The dialdehyde has an sp3 CH2, so its minimum is twisted, not planar.
             extra = (f"  O=C-C-C torsions = {atoms.get_dihedral(3, 2, 1, 0):.1f}, "
                      f"{atoms.get_dihedral(4, 0, 1, 2):.1f} deg; heavy-atom plane RMS = "
                      f"{plane_rms(atoms.positions[heavy]):.3f} A")
+        order = "RDKit" if name == "alanine_dipeptide" else "MD17"
         comment = (f"{name}: GFN2-xTB minimum (tblite {version}, ASE BFGS, fmax {fmax:.1e} eV/A), "
-                   f"E = {energy:.6f} eV; MD17 atom order; written by "
+                   f"E = {energy:.6f} eV; {order} atom order; written by "
                    "datasets/make_builtin_geometries.py")
         write_xyz(OUT_DIR / f"{name}.xyz", atoms, comment)
         print(f"{name:16s} E = {energy:.6f} eV  fmax = {fmax:.1e} eV/A{extra}")

@@ -82,3 +82,23 @@ def reorder(matrix, shell_ls: Sequence[int], src: str, dst: str):
 
         p = torch.as_tensor(p, device=matrix.device)
     return matrix[..., p, :][..., :, p]
+
+
+def wigner_d_e3nn(shell_ls: Sequence[int], rotation) -> np.ndarray:
+    """Block-diagonal real Wigner D (N, N) in e3nn order for Cartesian rotation R, float64.
+
+    Rotating every atom r -> R r maps a matrix in e3nn order as M -> D M Dᵀ.
+    """
+    import torch
+    from e3nn import o3
+
+    r = torch.as_tensor(np.asarray(rotation, dtype=np.float64))
+    axes = list(E3NN_AXES)
+    r_e3nn = r[axes][:, axes]  # the same rotation acting on (y, z, x) coordinates
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # e3nn builds its generators in the default dtype
+    try:
+        blocks = [o3.Irrep(int(ell), (-1) ** int(ell)).D_from_matrix(r_e3nn) for ell in shell_ls]
+    finally:
+        torch.set_default_dtype(previous)
+    return torch.block_diag(*blocks).numpy()

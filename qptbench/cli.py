@@ -49,7 +49,8 @@ def main(
 @_friendly
 def scf(
     molecule: str = typer.Option(
-        None, "--molecule", "-m", help="Built-in molecule: water, ethanol, malondialdehyde, uracil."
+        None, "--molecule", "-m",
+        help="Built-in molecule: water, ethanol, malondialdehyde, uracil, alanine_dipeptide."
     ),
     xyz: str = typer.Option(None, "--xyz", help="Geometry file (.xyz, Ångström) instead."),
     charge: int = typer.Option(0, "--charge", help="Total charge (closed shell: even electrons)."),
@@ -125,7 +126,11 @@ def _print_scf(r: dict) -> None:
 
 
 # Commands defined in their own modules register themselves on ``app`` when imported.
-from qptbench import cli_baseline, cli_qpt, cli_tables  # noqa: E402, F401
+from qptbench import cli_baseline, cli_qpt, cli_run, cli_tables  # noqa: E402, F401
+from qptbench.cli_data import register as _register_data  # noqa: E402
+
+_register_data(app)
+
 
 if __name__ == "__main__":
     app()

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from qptbench.ao_order import E3NN_AXES, reorder
+from qptbench.ao_order import reorder, wigner_d_e3nn
 from qptbench.geometry import Molecule
 
 _TIE = 1e-6  # Å³ / Å: third moments or coordinates below this are treated as zero
@@ -54,17 +54,4 @@ def ao_rotation(shell_ls: Sequence[int], rotation: np.ndarray) -> np.ndarray:
 
     Built from e3nn's real Wigner D in float64 through the tested AO-order table.
     """
-    import torch
-    from e3nn import o3
-
-    r = torch.as_tensor(np.asarray(rotation, dtype=np.float64))
-    axes = list(E3NN_AXES)
-    r_e3nn = r[axes][:, axes]
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)  # e3nn builds its generators in the default dtype
-    try:
-        blocks = [o3.Irrep(int(ell), (-1) ** int(ell)).D_from_matrix(r_e3nn) for ell in shell_ls]
-    finally:
-        torch.set_default_dtype(previous)
-    d_e3nn = torch.block_diag(*blocks).numpy()
-    return reorder(d_e3nn, shell_ls, "e3nn", "pyscf")
+    return reorder(wigner_d_e3nn(shell_ls, rotation), shell_ls, "e3nn", "pyscf")

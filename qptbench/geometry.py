@@ -17,8 +17,9 @@ import numpy as np
 from qptbench.errors import InputError
 
 MIN_DISTANCE = 0.3  # Å; anything closer is a typo or Bohr/Å mix-up, never chemistry
-_BUILTINS = ["water", "ethanol", "malondialdehyde", "uracil"]
-_ALIASES = {"malonaldehyde": "malondialdehyde"}  # MD17's spelling
+_BUILTINS = ["water", "ethanol", "malondialdehyde", "uracil", "alanine_dipeptide"]
+_ALIASES = {"malonaldehyde": "malondialdehyde",  # MD17's spelling
+            "alanine-dipeptide": "alanine_dipeptide"}
 
 
 @functools.lru_cache(maxsize=1)

@@ -113,6 +113,17 @@ def _append_jsonl(path: Path, row: dict[str, Any]) -> None:
         f.write(json.dumps(row) + "\n")
 
 
+def _rows(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
 def _truncate_after(path: Path, step: int) -> None:
     if not path.exists():
         return
@@ -229,6 +240,7 @@ def train(
         if ledger is not None:
             ledger.record("eval", row["eval_seconds"], time.process_time() - cpu, step=step)
 
+    start_step = step
     stream = _batch_stream(batches, consumed)
     writer = _tensorboard(out_dir)
     bar = tqdm(total=config.steps, initial=step, disable=not progress, unit="step",
@@ -315,10 +327,15 @@ def train(
                 segment_wall, segment_cpu = time.perf_counter(), time.process_time()
     finally:
         bar.close()
-        _book_train(ledger, segment_wall, segment_cpu, step, timers)
+        if step > start_step:  # a resumed, already finished run trained nothing: book nothing
+            _book_train(ledger, segment_wall, segment_cpu, step, timers)
         if writer is not None:
             writer.close()
-    run_eval()
+    done = _rows(out_dir / "metrics.jsonl")
+    if done and done[-1]["step"] == step and step == start_step:
+        evaluations.append(done[-1])  # finished before: its final evaluation is on disk
+    else:
+        run_eval()
     return TrainResult(step, skipped_total, logs, evaluations)
 
 

@@ -199,6 +199,7 @@ class Reference:
     fock: np.ndarray        # converged H*, input frame
     overlap: np.ndarray
     n_occ: int
+    seconds: float          # PySCF SCF wall time for this label
 
 
 def make_references(cfg: QPTRunConfig, out_dir: Path, ledger: Ledger) -> list[Reference]:
@@ -214,7 +215,7 @@ def make_references(cfg: QPTRunConfig, out_dir: Path, ledger: Ledger) -> list[Re
             for i in ds.split("val")[: cfg.n_val]:
                 lab = ds.label(int(i))
                 refs.append(Reference(ds.molecule(int(i)), lab.energy, lab.fock, lab.overlap,
-                                      lab.n_occ))
+                                      lab.n_occ, lab.wall_seconds))
     else:
         from qptbench.labels import pyscf_rks
 
@@ -225,7 +226,8 @@ def make_references(cfg: QPTRunConfig, out_dir: Path, ledger: Ledger) -> list[Re
                 lab = pyscf_rks(mol, cfg.level(), conv_tol=1e-10)
                 if not lab.converged:
                     continue
-                refs.append(Reference(mol, lab.energy, lab.fock, lab.overlap, lab.n_occ))
+                refs.append(Reference(mol, lab.energy, lab.fock, lab.overlap, lab.n_occ,
+                                      lab.seconds))
             extra["n_converged"] = len(refs)
     torch.save(refs, cache)
     return refs
@@ -256,9 +258,39 @@ class Evaluator:
         return {**mean_metrics(rows), **self.zero, "n_val": len(rows)}
 
 
+def measure_inference(model: QPT, refs: list[Reference], preparer: Preparer,
+                      device: torch.device) -> dict[str, float]:
+    """Seconds per molecule: tensor preparation, network, the 3 DFT iterations; PySCF's SCF."""
+    from qptbench.runtime import synchronize
+
+    tensor_s = network_s = dft_s = 0.0
+    model.eval()
+    with torch.no_grad():
+        for ref in refs:
+            tic = time.perf_counter()
+            sample = preparer(ref.molecule).sample.to(device)
+            synchronize(device)
+            tac = time.perf_counter()
+            h = model(sample)
+            synchronize(device)
+            toc = time.perf_counter()
+            sandwich(sample.tensors, h, VALIDATION_MIXES).energy.item()
+            tensor_s, network_s = tensor_s + tac - tic, network_s + toc - tac
+            dft_s += time.perf_counter() - toc
+    n = max(len(refs), 1)
+    return {"tensor_seconds": tensor_s / n, "network_seconds": network_s / n,
+            "dft_seconds": dft_s / n, "pyscf_scf_seconds": sum(r.seconds for r in refs) / n,
+            "n": len(refs), "device": str(device)}
+
+
 def run(cfg: QPTRunConfig, out_dir: str | Path, device: torch.device, resume: bool = False,
-        progress: bool = True) -> dict[str, Any]:
-    """Train QPT as configured; returns the final evaluation (QPT and zero model)."""
+        progress: bool = True, ledger: Ledger | None = None,
+        time_limit_s: float | None = None) -> dict[str, Any]:
+    """Train QPT as configured; returns the final evaluation (QPT and zero model).
+
+    ``ledger``: book into this (a harness's run ledger) instead of ``out_dir/ledger.jsonl``;
+    ``time_limit_s``: stop training when this much wall time has been spent in it.
+    """
     from qptbench.data.stream import WindowedStream
 
     out = Path(out_dir)
@@ -267,7 +299,7 @@ def run(cfg: QPTRunConfig, out_dir: str | Path, device: torch.device, resume: bo
     if resume and saved.exists():
         cfg = replace(QPTRunConfig(**json.loads(saved.read_text())), steps=cfg.steps)
     saved.write_text(json.dumps(asdict(cfg), indent=1))
-    ledger = Ledger(out / "ledger.jsonl", device=str(device))
+    ledger = ledger or Ledger(out / "ledger.jsonl", device=str(device), method="qpt")
     vocab = Vocabulary.from_basis(cfg.basis)
     torch.manual_seed(cfg.seed)
     model = QPT(preset_config(cfg.model, vocab.size)).to(device)
@@ -280,7 +312,10 @@ def run(cfg: QPTRunConfig, out_dir: str | Path, device: torch.device, resume: bo
     stream = WindowedStream(make_source(cfg, stream=0), preparer, cfg.window, cfg.workers)
     loss = ImplicitDFTLoss(device, int(cfg.mix_at * cfg.steps), cfg.explode_ha)
     result = train(model, loss, stream, cfg.train_config(), out, resume=resume,
-                   evaluate=evaluator, ledger=ledger, progress=progress)
+                   evaluate=evaluator, ledger=ledger, progress=progress,
+                   time_limit_s=time_limit_s)
+    (out / "inference.json").write_text(json.dumps(
+        measure_inference(model, refs, preparer, device), indent=1))
     final = result.evaluations[-1] if result.evaluations else {}
     (out / "summary.json").write_text(json.dumps(
         {"step": result.step, "skipped": result.skipped, "parameters": count_parameters(model),

@@ -49,18 +49,6 @@ def test_torch_and_numpy_agree():
     np.testing.assert_array_equal(t, ao_order.reorder(a, ls, "pyscf", "orca"))
 
 
-def _wigner_d(ls, rotation: torch.Tensor) -> np.ndarray:
-    axes = list(ao_order.E3NN_AXES)
-    r_e3nn = rotation[axes][:, axes]  # the same rotation acting on (y, z, x) coordinates
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)  # e3nn builds its generators in the default dtype
-    try:
-        blocks = [o3.Irrep(int(ell), (-1) ** int(ell)).D_from_matrix(r_e3nn) for ell in ls]
-    finally:
-        torch.set_default_dtype(previous)
-    return torch.block_diag(*blocks).numpy()
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_e3nn_order_rotates_with_wigner_d(seed):
     """S(R x) = D(R) S(x) D(R)ᵀ in e3nn order: the table and e3nn's basis agree to ~1e-12."""
@@ -73,7 +61,7 @@ def test_e3nn_order_rotates_with_wigner_d(seed):
     )
     s = ao_order.reorder(_overlap(molecule), ls, "pyscf", "e3nn")
     s_rot = ao_order.reorder(_overlap(rotated), ls, "pyscf", "e3nn")
-    d = _wigner_d(ls, rotation)
+    d = ao_order.wigner_d_e3nn(ls, rotation)
     np.testing.assert_allclose(d @ s @ d.T, s_rot, atol=1e-12)
     # The witness: PySCF's own (x, y, z) p order does not rotate with e3nn's D.
     s_raw, s_raw_rot = _overlap(molecule), _overlap(rotated)

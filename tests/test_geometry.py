@@ -175,7 +175,8 @@ def test_ase_round_trip():
 
 # ---- built-in molecules ----------------------------------------------------------------------
 
-# name: (formula, MD17 atom order, n_electrons, parent heavy atom of each H, heavy-heavy bonds)
+# name: (formula, atom order (MD17's where it is one), n_electrons, parent heavy atom of each
+# H, heavy-heavy bonds)
 BUILTINS = {
     "water": ("H2O", "OHH", 10, {1: 0, 2: 0}, []),
     "ethanol": ("C2H6O", "CCOHHHHHH", 26, {3: 0, 4: 0, 5: 1, 6: 1, 7: 1, 8: 2},
@@ -184,6 +185,12 @@ BUILTINS = {
                         [(0, 1), (1, 2), (2, 3), (0, 4)]),
     "uracil": ("C4H4N2O2", "CCNCNCOOHHHH", 58, {8: 1, 9: 2, 10: 4, 11: 0},
                [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 0), (3, 6), (5, 7)]),
+    # ACE-ALA-NME in RDKit's order (datasets/make_builtin_geometries.py), not an MD17 molecule
+    "alanine_dipeptide": ("C6H12N2O2", "CCONCCCONC" + "H" * 12, 78,
+                          {10: 0, 11: 0, 12: 0, 13: 3, 14: 4, 15: 5, 16: 5, 17: 5, 18: 8,
+                           19: 9, 20: 9, 21: 9},
+                          [(0, 1), (1, 2), (1, 3), (3, 4), (4, 5), (4, 6), (6, 7), (6, 8),
+                           (8, 9)]),
 }
 
 
