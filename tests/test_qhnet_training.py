@@ -169,3 +169,26 @@ def test_cli_refuses_bad_input_with_one_line(tmp_path):
                               "--out", str(tmp_path / "out")])
     assert bad.exit_code == 2 and "float16" in bad.output
     assert "MAE + MSE" in runner.invoke(app, ["train-baseline", "--help"]).output
+
+
+def test_cli_end_to_end_on_a_real_label_store(tmp_path):
+    """sample -> label (qptbench.data) -> train-baseline: metrics and the store's label cost."""
+    from typer.testing import CliRunner
+
+    from qptbench.cli import app
+    from qptbench.data.labelling import label_dataset
+    from qptbench.data.store import create_dataset
+
+    molecules, _ = water_labels()
+    path = tmp_path / "water.h5"
+    splits = {"train": np.arange(4), "val": np.array([4]), "test": np.array([5])}
+    create_dataset(path, molecules, name="water", splits=splits, split_seed=0)
+    label_dataset(path, LEVEL, progress=False)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train-baseline", "--labels", str(path), "--steps", "2",
+                                      "--energy-molecules", "1", "--out", str(out), "--quiet",
+                                      "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "result.json").read_text())
+    assert summary["n_train"] == 4 and summary["n_val"] == 1 and summary["n_test"] == 1
+    assert summary["label_hours"] > 0 and np.isfinite(summary["test_delta_e_mev"])
