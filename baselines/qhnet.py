@@ -143,7 +143,9 @@ class QHNet(nn.Module):
         return int(self.ao_index(numbers).numel())
 
     def forward(self, numbers: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        numbers = torch.as_tensor(numbers, device=positions.device).long()
+        if not isinstance(numbers, torch.Tensor):  # copies read-only numpy arrays (Molecule's)
+            numbers = torch.tensor(list(numbers))
+        numbers = numbers.to(positions.device).long()
         single = positions.dim() == 2
         pos = positions.unsqueeze(0) if single else positions
         if pos.shape[-2:] != (numbers.numel(), 3):

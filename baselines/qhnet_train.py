@@ -45,7 +45,7 @@ def make_loss_fn(numbers: np.ndarray) -> Callable[[torch.nn.Module, Batch],
 def predict(model: torch.nn.Module, data: LabelledSet, chunk: int = 16) -> np.ndarray:
     """Predicted H (M, N, N) in Ha, PySCF order, float64."""
     param = next(model.parameters())
-    z = torch.as_tensor(data.numbers, dtype=torch.long)
+    z = torch.tensor(data.numbers, dtype=torch.long)
     out = []
     for start in range(0, len(data), chunk):
         pos = torch.as_tensor(data.positions[start:start + chunk], dtype=param.dtype,
