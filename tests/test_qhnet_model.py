@@ -61,10 +61,10 @@ def test_output_is_symmetric_and_batched(float64):
     model, (water,) = _model(["water"])
     pos = torch.tensor(water.positions)
     batch = torch.stack([pos, pos + 0.02 * torch.randn(3, 3)])
-    h = model(torch.as_tensor(water.numbers), batch)
+    h = model(torch.tensor(water.numbers), batch)
     assert h.shape == (2, 24, 24)
     assert torch.equal(h, h.transpose(-1, -2))
-    torch.testing.assert_close(h[1], model(torch.as_tensor(water.numbers), batch[1]),
+    torch.testing.assert_close(h[1], model(torch.tensor(water.numbers), batch[1]),
                                rtol=0, atol=1e-14)
     assert not torch.allclose(h[0], h[1])
 
@@ -80,7 +80,7 @@ def test_rotation_equivariance(float64, name):
     """H(R x + t) = D(R) H(x) D(R)ᵀ in e3nn AO order; the model returns PySCF order."""
     model, (molecule,) = _model([name], seed=1)
     ls = basis_layout(molecule).shell_ls
-    z = torch.as_tensor(molecule.numbers)
+    z = torch.tensor(molecule.numbers)
     pos = torch.tensor(molecule.positions)
     h = ao_order.reorder(model(z, pos), ls, "pyscf", "e3nn")
     assert h.abs().max() > 1e-2  # a non-trivial output
