@@ -100,9 +100,9 @@ def test_rotation_equivariance(float64, name):
 def test_bad_input_is_refused():
     model, (water,) = _model(["water"])
     with pytest.raises(InputError, match="Z=6"):
-        model(torch.tensor([6, 1, 1]), torch.as_tensor(water.positions, dtype=torch.float32))
+        model(torch.tensor([6, 1, 1]), torch.tensor(water.positions, dtype=torch.float32))
     with pytest.raises(InputError, match="do not match"):
-        model(torch.tensor([8, 1]), torch.as_tensor(water.positions, dtype=torch.float32))
+        model(torch.tensor([8, 1]), torch.tensor(water.positions, dtype=torch.float32))
     with pytest.raises(InputError, match="unknown preset"):
         preset("huge")
     with pytest.raises(InputError, match="vocabulary"):
