@@ -22,7 +22,7 @@ from qptbench.train import TrainConfig, train
 from .qhnet import QHNet, QHNetConfig, preset
 from .qhnet_data import LabelledSet, batch_factory, open_store
 from .qhnet_orbitals import element_shells
-from .qhnet_train import Evaluator, make_loss_fn
+from .qhnet_train import Evaluator, make_loss_fn, predict
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -71,16 +71,21 @@ def _model_spec(out: Path, options: RunOptions, train_set: LabelledSet) -> dict[
             "numbers": [int(z) for z in train_set.numbers]}
     if options.resume and spec_path.exists():
         old = json.loads(spec_path.read_text())
-        if old != spec:
-            changed = sorted(k for k in spec if old.get(k) != spec[k])
+        changed = sorted(k for k in spec if old.get(k) != spec[k])
+        if changed:
             raise InputError(f"--resume: {spec_path} was written for a different run "
                              f"(differs in {', '.join(changed)})")
     spec_path.write_text(json.dumps(spec, indent=1))
     return spec
 
 
-def run(options: RunOptions) -> dict[str, Any]:
-    from qptbench.runtime import resolve_device
+def run(options: RunOptions, ledger: Ledger | None = None,
+        time_limit_s: float | None = None) -> dict[str, Any]:
+    """Train and evaluate; ``ledger``: book into a harness's run ledger (which has booked the
+    labelling itself); ``time_limit_s``: stop training after this much wall time."""
+    import time
+
+    from qptbench.runtime import resolve_device, synchronize
 
     if options.dtype not in DTYPES:
         raise InputError(f"unknown dtype {options.dtype!r}; choose float32 or float64")
@@ -90,9 +95,11 @@ def run(options: RunOptions) -> dict[str, Any]:
     dtype = DTYPES[options.dtype]
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
-    if not options.resume:
-        (out / "ledger.jsonl").unlink(missing_ok=True)
-    ledger = Ledger(out / "ledger.jsonl", str(device))
+    external_ledger = ledger is not None
+    if ledger is None:
+        if not options.resume:
+            (out / "ledger.jsonl").unlink(missing_ok=True)
+        ledger = Ledger(out / "ledger.jsonl", str(device), method="qhnet")
 
     with open_store(options.labels) as ds:
         train_set = LabelledSet.from_store(ds, "train", options.n_train)
@@ -103,7 +110,7 @@ def run(options: RunOptions) -> dict[str, Any]:
             test_set = None
         cost = ds.label_cost()
     booked = read_ledger(ledger.path) if ledger.path.exists() else []
-    if not any(e["phase"] == "label" for e in booked):
+    if not external_ledger and not any(e["phase"] == "label" for e in booked):
         # the data creation, read from the store: every SCF run for this file, failures included
         ledger.record("label", cost.wall_seconds, cost.cpu_seconds, source=str(options.labels),
                       n_labels=cost.n_labels, n_failed=cost.n_failed,
@@ -117,14 +124,28 @@ def run(options: RunOptions) -> dict[str, Any]:
     model.fit_reference(train_set.numbers, torch.as_tensor(train_set.fock, device=device,
                                                            dtype=dtype))
     level = train_set.level
-    evaluate = Evaluator(val_set, level, options.energy_molecules, ledger, device,
-                         prefix="val_")
+    # metrics.jsonl rows carry the shared metric names; result.json prefixes them with val_
+    evaluate = Evaluator(val_set, level, options.energy_molecules, ledger, device)
     config = train_config(cfg, options)
     batches = batch_factory(train_set, cfg.batch_size, options.seed, dtype, device)
     result = train(model, make_loss_fn(train_set.numbers), batches, config, out,
                    resume=options.resume, evaluate=evaluate, ledger=ledger,
-                   progress=options.progress, extra_state={"qhnet": spec})
-    final: dict[str, Any] = dict(result.evaluations[-1]) if result.evaluations else {}
+                   progress=options.progress, extra_state={"qhnet": spec},
+                   time_limit_s=time_limit_s)
+    n_params = sum(p.numel() for p in model.parameters())
+    (out / "model.json").write_text(json.dumps({**spec, "parameters": n_params}, indent=1))
+    last = dict(result.evaluations[-1]) if result.evaluations else {}
+    final: dict[str, Any] = {("val_" + k if k not in ("step", "eval_seconds") else k): v
+                             for k, v in last.items()}
+    model.eval()
+    tic = time.perf_counter()
+    predict(model, val_set, chunk=1)
+    synchronize(device)
+    network_s = (time.perf_counter() - tic) / max(len(val_set), 1)
+    (out / "inference.json").write_text(json.dumps({
+        "network_seconds": network_s, "pyscf_scf_seconds": cost.wall_seconds / max(
+            cost.n_labels + cost.n_failed, 1), "n": len(val_set), "device": str(device)},
+        indent=1))
     if test_set is not None:
         ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
         model.load_state_dict(ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"])
@@ -134,7 +155,7 @@ def run(options: RunOptions) -> dict[str, Any]:
         with ledger.phase("eval", split="test", molecules=len(test_set)):
             final.update(tester(model, result.step))
     hours = {f"{k}_hours": v / 3600 for k, v in totals(read_ledger(ledger.path)).items()}
-    summary = {"preset": options.preset, "parameters": sum(p.numel() for p in model.parameters()),
+    summary = {"preset": options.preset, "parameters": n_params,
                "n_train": len(train_set), "n_val": len(val_set),
                "n_test": 0 if test_set is None else len(test_set), "steps": result.step,
                "device": str(device), "dtype": options.dtype, **final, **hours}

@@ -86,7 +86,8 @@ class Evaluator:
                     for k, t in enumerate(self._tensors)])) if self.n_energy else float("nan")
 
             if self.ledger is not None:
-                with self.ledger.phase("tensors", molecules=self.n_energy, purpose="eval ΔE"):
+                with self.ledger.phase("tensors", molecules=self.n_energy,
+                                       what="validation tensors for ΔE"):
                     build()
             else:
                 build()
