@@ -108,6 +108,6 @@ class Evaluator:
                 for k, t in enumerate(tensors)]
             out["delta_e_mev"] = float(np.mean(errors))
             out["delta_e_ref_h_mev"] = self._floor
-        out["n_molecules"] = len(d)
+        out["n_molecules"] = out["n_val"] = len(d)  # n_val: the name the tables read
         out["n_energy_molecules"] = self.n_energy
         return {f"{self.prefix}{k}": v for k, v in out.items()}
