@@ -18,4 +18,4 @@ def test_ci_runs_readme_test_command():
 
 def test_readme_main_command_uses_existing_cli():
     readme = (ROOT / "README.md").read_text()
-    assert "pip install -e . && qptbench scf --molecule water" in readme
+    assert "pip install -e . && qptbench run --molecule water" in readme
