@@ -160,7 +160,6 @@ class Preparer:
         self.vocab, self.level = vocab, level
 
     def __call__(self, molecule: Molecule) -> Prepared:
-        torch.set_num_threads(1)  # workers share the cores with the training process
         sample = prepare_sample(molecule, self.vocab, self.level)
         with torch.no_grad():
             e0 = float(dft_energy(sample.tensors, sample.h_init))

@@ -31,6 +31,10 @@ class _Prepared(torch.utils.data.Dataset):
         return self.prepare(self.source(index))
 
 
+def _one_thread(_worker_id: int) -> None:
+    torch.set_num_threads(1)  # workers share the cores with the training process
+
+
 class _CountFrom:
     def __init__(self, start: int) -> None:
         self.start = start
@@ -73,7 +77,7 @@ class WindowedStream:
         kwargs: dict[str, Any] = {}
         if self.workers > 0:
             kwargs = {"num_workers": self.workers, "prefetch_factor": self.prefetch,
-                      "persistent_workers": False}
+                      "persistent_workers": False, "worker_init_fn": _one_thread}
         loader = torch.utils.data.DataLoader(
             _Prepared(self.source, self.prepare), batch_size=None,
             sampler=_CountFrom(start), **kwargs)
