@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -43,8 +42,6 @@ def train_qpt(
     against PySCF on held-out conformations.  Writes config.json, model.json, checkpoint.pt,
     train.jsonl, metrics.jsonl (ΔE meV, ΔH µHa, Δε µHa all/occupied, ψ), ledger.jsonl (wall/CPU
     seconds per phase), summary.json and TensorBoard scalars (tb/)."""
-    import torch
-
     from qptbench import train_qpt as tq
     from qptbench.geometry import Molecule
     from qptbench.runtime import resolve_device
@@ -62,9 +59,7 @@ def train_qpt(
             basis=basis, grid_level=grid_level, eval_every=eval_every, seed=seed)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    dev = resolve_device(device)
-    torch.set_num_threads(torch.get_num_threads())
-    final = tq.run(cfg, Path(out), dev, resume=resume)
+    final = tq.run(cfg, Path(out), resolve_device(device), resume=resume)
     _print_summary(final, Path(out))
 
 
@@ -81,4 +76,3 @@ def _print_summary(final: dict, out: Path) -> None:
     for name, key in rows:
         typer.echo(f"{name:24s}{final[key]:14.4g}{final['zero_' + key]:14.4g}")
     typer.echo(f"run directory: {out}  (metrics.jsonl, ledger.jsonl, summary.json)")
-    json.dumps(final)  # fail loudly here rather than in a later table if a value is not JSON
