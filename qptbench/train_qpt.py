@@ -26,7 +26,7 @@ from qptbench.frames import ao_rotation
 from qptbench.geometry import Molecule
 from qptbench.ledger import Ledger
 from qptbench.level import LevelOfTheory
-from qptbench.metrics import energy_error_mev, hamiltonian_metrics, mean_metrics
+from qptbench.metrics import HARTREE_TO_MEV, energy_error_mev, hamiltonian_metrics, mean_metrics
 from qptbench.models.qpt import QPT, count_parameters, preset_config
 from qptbench.models.qpt_inputs import QPTSample, Vocabulary, prepare_sample
 from qptbench.train import SkipStep, TrainConfig, train
@@ -232,13 +232,14 @@ def make_references(cfg: QPTRunConfig, out_dir: Path, ledger: Ledger) -> list[Re
     return refs
 
 
-def _score(sample: QPTSample, h: torch.Tensor, ref: Reference) -> dict[str, float]:
+def _score(sample: QPTSample, u: np.ndarray, h: torch.Tensor, ref: Reference
+           ) -> dict[str, float]:
+    """Metrics of H after the validation iterations; ``u`` rotates the canonical frame back."""
     res = sandwich(sample.tensors, h, VALIDATION_MIXES, with_fock=True)
-    u = ao_rotation(sample.shell_ls, sample.rotation)  # canonical frame -> the reference's frame
     h_pred = u @ res.fock.cpu().numpy() @ u.T
     e = float(res.energy)
     return {"delta_e_mev": energy_error_mev(e, ref.energy),
-            "e_pred_minus_ref_mev": (e - ref.energy) * 27211.386245988,
+            "e_pred_minus_ref_mev": (e - ref.energy) * HARTREE_TO_MEV,
             **hamiltonian_metrics(h_pred, ref.fock, ref.overlap, ref.n_occ)}
 
 
@@ -248,12 +249,17 @@ class Evaluator:
     def __init__(self, refs: list[Reference], preparer: Preparer, device: torch.device) -> None:
         self.refs, self.device = refs, device
         self.samples = [preparer(r.molecule).sample.to(device) for r in refs]
+        # canonical frame -> each reference's frame; fixed per molecule, so built once
+        self.rotations = [ao_rotation(s.shell_ls, s.rotation) for s in self.samples]
         with torch.no_grad():
-            zero = [_score(s, s.h_init, r) for s, r in zip(self.samples, refs, strict=True)]
+            zero = [_score(s, u, s.h_init, r) for s, u, r in self._each()]
         self.zero = {f"zero_{k}": v for k, v in mean_metrics(zero).items()}
 
+    def _each(self):
+        return zip(self.samples, self.rotations, self.refs, strict=True)
+
     def __call__(self, model: QPT, step: int) -> dict[str, float]:
-        rows = [_score(s, model(s), r) for s, r in zip(self.samples, self.refs, strict=True)]
+        rows = [_score(s, u, model(s), r) for s, u, r in self._each()]
         return {**mean_metrics(rows), **self.zero, "n_val": len(rows)}
 
 
