@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from qptbench.models.qpt_inputs import BIAS_NAMES, QPTSample
+from qptbench.models.qpt_inputs import QPTSample
 
 
 @dataclass(frozen=True)
@@ -33,10 +33,6 @@ class QPTConfig:
     d_ff_mult: int = 4
     n_fourier: int = 16      # sin/cos features per axis at wavelengths 1..32 Å (geometric)
     out_init_ha: float = 1e-2  # typical |A_ii| at initialisation, Hartree
-
-    @property
-    def n_biased_heads(self) -> int:
-        return min(self.n_heads, 2 * len(BIAS_NAMES))
 
 
 PRESETS = {
@@ -60,20 +56,24 @@ def fourier_features(pos: torch.Tensor, n: int) -> torch.Tensor:
     return torch.cat([pos, angles.sin().flatten(1), angles.cos().flatten(1)], dim=1)
 
 
+def head_biases(biases: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """(7, L, L) matrices -> (n_heads, L, L) additive logits: matrix b on heads 2b and 2b + 1."""
+    per_head = biases.repeat_interleave(2, dim=0)[:n_heads]
+    free = n_heads - per_head.shape[0]
+    return torch.cat([per_head, per_head.new_zeros(free, *per_head.shape[1:])])
+
+
 class BiasedSelfAttention(nn.Module):
     def __init__(self, cfg: QPTConfig) -> None:
         super().__init__()
-        self.n_heads, self.n_biased = cfg.n_heads, cfg.n_biased_heads
+        self.n_heads = cfg.n_heads
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
 
-    def forward(self, x: torch.Tensor, biases: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         length, d = x.shape                                                     # (L, d)
         q, k, v = self.qkv(x).split(d, dim=-1)
         heads = lambda t: t.view(length, self.n_heads, -1).transpose(0, 1)  # noqa: E731 (h, L, dh)
-        mask = torch.zeros(self.n_heads, length, length, dtype=x.dtype, device=x.device)
-        # biases (7, L, L): matrix b goes to heads 2b and 2b + 1
-        mask[: self.n_biased] = biases.repeat_interleave(2, dim=0)[: self.n_biased]
         y = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=mask)
         return self.proj(y.transpose(0, 1).reshape(length, d))                  # (L, d)
 
@@ -90,8 +90,8 @@ class Block(nn.Module):
             nn.Linear(cfg.d_ff_mult * cfg.d_model, cfg.d_model),
         )
 
-    def forward(self, x: torch.Tensor, biases: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), biases)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), mask)
         return x + self.mlp(self.ln2(x))
 
 
@@ -119,8 +119,9 @@ class QPT(nn.Module):
         dtype = self.pos_proj.weight.dtype
         positions, biases = positions.to(dtype), biases.to(dtype)
         x = self.embed(tokens) + self.pos_proj(fourier_features(positions, self.cfg.n_fourier))
+        mask = head_biases(biases, self.cfg.n_heads)  # the same in every biased layer
         for block in self.blocks:
-            x = block(x, biases)                                                # (N, d)
+            x = block(x, mask)                                                  # (N, d)
         q = self.q_out(self.ln_out(x))                                          # (N, d)
         a = q @ q.T / math.sqrt(self.cfg.d_model)                               # (N, N), Q = K
         return 0.5 * (a + a.T)  # float32 matmul is not bitwise symmetric; make A = Aᵀ exact
