@@ -90,15 +90,19 @@ class Ledger:
         self.record(phase, time.perf_counter() - wall, _cpu_seconds() - cpu, **fields)
 
 
-def read_ledger(path: str | Path) -> list[dict[str, Any]]:
-    """All entries; a torn last line (job killed mid-write) is ignored, never fatal."""
-    entries = []
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a JSONL file our jobs append to; a torn last line (job killed mid-write) is
+    ignored, never fatal.  A missing file is an error: callers decide whether that is fine."""
+    rows = []
     for line in Path(path).read_text().splitlines():
         try:
-            entries.append(json.loads(line))
+            rows.append(json.loads(line))
         except json.JSONDecodeError:
             continue
-    return entries
+    return rows
+
+
+read_ledger = read_jsonl  # the ledger is one such file
 
 
 def totals(entries: list[dict[str, Any]]) -> dict[str, float]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from qptbench.errors import InputError
-from qptbench.ledger import read_ledger
+from qptbench.ledger import read_jsonl, read_ledger
 
 SECONDS_PER_HOUR = 3600.0
 BUCKETS = ("data_creation", "tensors", "training", "evaluation", "reference", "sampling",
@@ -53,15 +53,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a torn last line from a killed job
-            continue
-    return rows
+    return read_jsonl(path) if path.exists() else []
 
 
 def bucket(entry: dict[str, Any]) -> str:

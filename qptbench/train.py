@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from qptbench.ledger import Ledger
+from qptbench.ledger import Ledger, read_jsonl
 
 LossFn = Callable[[nn.Module, Any], tuple[torch.Tensor, dict[str, float]]]
 Evaluate = Callable[[nn.Module, int], dict[str, float]]
@@ -114,27 +114,14 @@ def _append_jsonl(path: Path, row: dict[str, Any]) -> None:
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
+    return read_jsonl(path) if path.exists() else []
 
 
 def _truncate_after(path: Path, step: int) -> None:
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= step:
-                keep.append(line)
-        except (json.JSONDecodeError, KeyError):
-            continue  # a line torn by a kill
-    path.write_text("".join(k + "\n" for k in keep))
+    """Drop rows logged after ``step`` (and any line torn by a kill)."""
+    if path.exists():
+        keep = [row for row in read_jsonl(path) if row.get("step", step + 1) <= step]
+        path.write_text("".join(json.dumps(row) + "\n" for row in keep))
 
 
 def _batch_stream(batches: Iterable | Callable[[int], Iterable], consumed: int) -> Iterator:
