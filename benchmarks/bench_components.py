@@ -58,8 +58,8 @@ class Components(Benchmark):
         t = self.t
         for start in range(0, t.n_grid, GRID_BLOCK):
             block = slice(start, start + GRID_BLOCK)
-            density_on_grid(t.ao[block], None if t.ao_grad is None else t.ao_grad[:, block],
-                            self.dm)
+            density_on_grid(t.ao[:, block],
+                            None if t.ao_grad is None else t.ao_grad[:, :, block], self.dm)
         common.sync(device)
 
     def time_functional(self, cache, name, device):

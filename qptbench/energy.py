@@ -41,13 +41,14 @@ GRID_BLOCK = 8192  # grid points per block: keeps (block, N) temporaries in cach
 def density_on_grid(
     ao: torch.Tensor, ao_grad: torch.Tensor | None, dm: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """ρ (g,) and ∇ρ (3, g) at the points whose AO values (g, N) and gradients (3, g, N) are
-    given; ∇ρ is None for LDA functionals (``ao_grad`` None)."""
-    x = ao @ dm                                           # (g, N)
-    rho = torch.einsum("gn,gn->g", x, ao)                 # (g,); far faster than (x*ao).sum
+    """ρ (g,) and ∇ρ (3, g) at the points whose AO values (N, g) and gradients (3, N, g) are
+    given (PySCF's layout: one row per AO); ∇ρ is None for LDA functionals (``ao_grad`` None).
+    ``dm`` must be symmetric."""
+    x = dm @ ao                                           # (N, g)
+    rho = torch.einsum("ng,ng->g", x, ao)                 # (g,); far faster than (x*ao).sum
     if ao_grad is None:
         return rho, None
-    return rho, 2.0 * torch.einsum("cgn,gn->cg", ao_grad, x)  # (3, g)
+    return rho, 2.0 * torch.einsum("cng,ng->cg", ao_grad, x)  # (3, g)
 
 
 def xc_energy_potential(t: DFTTensors, dm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,8 +62,8 @@ def xc_energy_potential(t: DFTTensors, dm: torch.Tensor) -> tuple[torch.Tensor, 
     a = torch.zeros_like(dm)
     for start in range(0, t.n_grid, GRID_BLOCK):
         block = slice(start, start + GRID_BLOCK)
-        ao_grad = None if t.ao_grad is None else t.ao_grad[:, block]
-        e_block, a_block = _xc_block(t, t.weights[block], t.ao[block], ao_grad, dm, keep_graph)
+        ao_grad = None if t.ao_grad is None else t.ao_grad[:, :, block]
+        e_block, a_block = _xc_block(t, t.weights[block], t.ao[:, block], ao_grad, dm, keep_graph)
         e_xc = e_xc + e_block
         a = a + a_block
     return e_xc, a + a.mT
@@ -74,11 +75,11 @@ def _xc_block(t, weights, ao, ao_grad, dm, keep_graph):
     exc, vrho, vsigma = eval_xc(t.xc, rho, sigma, create_graph=keep_graph)
     e_xc = torch.dot(weights * rho, exc)
     # V = A + Aᵀ with A_μν = Σ_g φ_μ [½ w v_ρ φ_ν + 2 w v_σ ∇ρ·∇φ_ν]
-    half = ao * (0.5 * weights * vrho).unsqueeze(-1)      # (g, N)
+    half = ao * (0.5 * weights * vrho)                    # (N, g)
     if grad is not None:
         wv_grad = (2.0 * weights * vsigma) * grad         # (3, g)
-        half = half + torch.einsum("cg,cgn->gn", wv_grad, ao_grad)
-    return e_xc, ao.mT @ half
+        half = half + torch.einsum("cg,cng->ng", wv_grad, ao_grad)
+    return e_xc, ao @ half.mT
 
 
 def energy_and_fock(t: DFTTensors, dm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -32,8 +32,8 @@ class DFTTensors:
     dm_minao: torch.Tensor      # PySCF's minao guess density (N, N)
     eri: torch.Tensor           # (ij|kl), dense (N, N, N, N)
     weights: torch.Tensor       # grid weights (G,)
-    ao: torch.Tensor            # AO values on the grid (G, N)
-    ao_grad: torch.Tensor | None  # AO gradients (3, G, N); None for LDA functionals
+    ao: torch.Tensor            # AO values on the grid (N, G): PySCF's own layout, no copy
+    ao_grad: torch.Tensor | None  # AO gradients (3, N, G); None for LDA functionals
     xc: Functional
     level: LevelOfTheory
     seconds: dict[str, float] = field(default_factory=dict, compare=False)  # preparation wall time
@@ -182,9 +182,11 @@ def build_tensors(
     seconds["grid"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
-    ao_all = numint.eval_ao(mol, coords, deriv=1 if func.is_gga else 0)
-    ao = ao_all[0] if func.is_gga else ao_all
-    ao_grad = np.ascontiguousarray(ao_all[1:4]) if func.is_gga else None
+    # PySCF fills (comp, N, G) memory and returns its (comp, G, N) transpose; keeping PySCF's
+    # layout costs nothing, while a C-ordered (G, N) copy took longer than the ERIs (uracil).
+    ao_all = numint.eval_ao(mol, coords, deriv=1 if func.is_gga else 0).swapaxes(-1, -2)
+    ao = ao_all[0] if func.is_gga else ao_all               # (N, G)
+    ao_grad = ao_all[1:4] if func.is_gga else None          # (3, N, G)
     seconds["ao_values"] = time.perf_counter() - tic
 
     def t(a: np.ndarray) -> torch.Tensor:
@@ -212,13 +214,13 @@ def _dense_eri(mol, threshold: float) -> np.ndarray:
 
     Dense storage makes J and K two matrix products with no index arithmetic; its cost is N⁴
     memory (2.4 GB at uracil's 132 AOs) and the unpacking time, which the asv suite tracks.
-    The 4-fold packed integrals cost twice the 8-fold ones to compute, but PySCF unpacks them
-    ~3x faster than the 8-fold ones, so s4 is ~35 % quicker overall (bench_tensors measures it).
+    The 8-fold packed integrals are the ones PySCF's SCF computes; unpacking them is cheaper than
+    computing the 4-fold ones (uracil, one thread: s8 + unpack 3.7 s, s4 + unpack 11-12 s).
     """
     from pyscf import ao2mo
 
     n = mol.nao
-    eri = ao2mo.restore(1, mol.intor("int2e", aosym="s4"), n).reshape(n, n, n, n)
+    eri = ao2mo.restore(1, mol.intor("int2e", aosym="s8"), n).reshape(n, n, n, n)
     if threshold > 0:
         eri[np.abs(eri) < threshold] = 0.0
     return eri

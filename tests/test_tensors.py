@@ -18,14 +18,14 @@ def test_water_tensors_are_consistent():
     pmol = build_mole(mol)
     assert (t.n_ao, t.n_occ) == (pmol.nao, pmol.nelectron // 2) == (24, 5)
     n = t.n_ao
-    assert t.eri.shape == (n, n, n, n) and t.ao.shape == (t.n_grid, n)
-    assert t.ao_grad.shape == (3, t.n_grid, n)
+    assert t.eri.shape == (n, n, n, n) and t.ao.shape == (n, t.n_grid)
+    assert t.ao_grad.shape == (3, n, t.n_grid)
     assert all(x.dtype == torch.float64 for x in (t.overlap, t.eri, t.ao, t.weights))
     # the Cholesky orthogonaliser whitens S
     eye = t.l_inv @ t.overlap @ t.l_inv.T
     assert torch.allclose(eye, torch.eye(n, dtype=torch.float64), atol=1e-10)
     # the grid integrates a density to its analytic electron count tr(D S)
-    rho = torch.einsum("gn,nm,gm->g", t.ao, t.dm_minao, t.ao)
+    rho = torch.einsum("ng,nm,mg->g", t.ao, t.dm_minao, t.ao)
     assert float(t.weights @ rho) == pytest.approx(float((t.dm_minao * t.overlap).sum()), abs=1e-5)
     assert t.e_nuc == pytest.approx(pmol.energy_nuc(), abs=1e-12)
     assert np.allclose(t.eri.numpy(), pmol.intor("int2e").reshape((n,) * 4), atol=1e-14)
