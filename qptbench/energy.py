@@ -35,7 +35,9 @@ def coulomb_exchange(
     return j, k
 
 
-GRID_BLOCK = 2048  # grid points per block: keeps the (3, N, block) temporaries in cache
+GRID_BLOCK = 4096  # points per block: (3, N, block) temporaries stay in cache; smaller blocks
+# cost more in per-block autograd overhead than they gain (water 3-iteration sandwich: 2048
+# points 0.24 s, 4096 0.19 s, 8192 0.16 s; uracil energy: 4096 as fast as 2048, 8192 20 % slower)
 
 
 def density_on_grid(
