@@ -11,9 +11,11 @@ import pytest
 import torch
 
 from qptbench.baselines import qhnet_run
+from qptbench.baselines.qhnet import QHNet, preset
 from qptbench.baselines.qhnet_data import LabelledSet, batch_factory
+from qptbench.baselines.qhnet_orbitals import element_shells
 from qptbench.baselines.qhnet_run import RunOptions
-from qptbench.baselines.qhnet_train import hamiltonian_loss
+from qptbench.baselines.qhnet_train import hamiltonian_loss, predict, solve_readout
 from qptbench.errors import InputError
 from qptbench.geometry import Molecule
 from qptbench.labels import pyscf_rks
@@ -192,3 +194,31 @@ def test_cli_end_to_end_on_a_real_label_store(tmp_path):
     summary = json.loads((out / "result.json").read_text())
     assert summary["n_train"] == 4 and summary["n_val"] == 1 and summary["n_test"] == 1
     assert summary["label_hours"] > 0 and np.isfinite(summary["test_delta_e_mev"])
+
+
+def test_solve_readout_recovers_a_perturbed_readout():
+    """Labels made by the model itself, then its readout layers perturbed: the least-squares
+    solve must restore the labels exactly (a wrong Jacobian, type grouping or write-back fails)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        molecules = [Molecule.builtin("water").displaced(seed, 0.05) for seed in range(2)]
+        torch.manual_seed(0)
+        model = QHNet(preset("tiny", node_layers=2, pair_layers=1), element_shells(molecules))
+        positions = np.stack([m.positions for m in molecules])
+        numbers = np.asarray(molecules[0].numbers)
+        with torch.no_grad():
+            fock = model(torch.tensor(numbers), torch.as_tensor(positions)).numpy()
+        n = fock.shape[-1]
+        data = LabelledSet(numbers, 0, positions, fock, np.broadcast_to(np.eye(n), fock.shape),
+                           np.zeros(2), 5, np.arange(2))
+        with torch.no_grad():
+            for mlp in (model.weight_diag, model.weight_pair, model.bias_diag, model.bias_pair):
+                for p in mlp[-1].parameters():
+                    p.add_(0.1 * torch.randn_like(p))
+        before = np.abs(predict(model, data) - fock).mean() * 1e6
+        after = solve_readout(model, data)
+        assert before > 1e3, before  # µHa
+        assert after < 1e-3, (before, after)
+    finally:
+        torch.set_default_dtype(previous)
