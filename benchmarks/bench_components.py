@@ -53,13 +53,10 @@ class Components(Benchmark):
         common.sync(device)
 
     def time_density_on_grid(self, cache, name, device):
-        from qptbench.energy import GRID_BLOCK, density_on_grid
+        from qptbench.energy import density_on_grid, grid_blocks
 
-        t = self.t
-        for start in range(0, t.n_grid, GRID_BLOCK):
-            block = slice(start, start + GRID_BLOCK)
-            density_on_grid(t.ao[:, block],
-                            None if t.ao_grad is None else t.ao_grad[:, :, block], self.dm)
+        for _, ao, ao_grad in grid_blocks(self.t):
+            density_on_grid(ao, ao_grad, self.dm)
         common.sync(device)
 
     def time_functional(self, cache, name, device):

@@ -10,7 +10,7 @@ optionally after extra (mixed) Fock iterations — the paper's "DFT-iteration sa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -40,6 +40,17 @@ GRID_BLOCK = 4096  # points per block: (3, N, block) temporaries stay in cache; 
 # points 0.24 s, 4096 0.19 s, 8192 0.16 s; uracil energy: 4096 as fast as 2048, 8192 20 % slower)
 
 
+def grid_blocks(
+    t: DFTTensors,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """Weights (g,), AO values (N, g) and AO gradients (3, N, g) or None, GRID_BLOCK points at
+    a time: views into the tensors, no copies."""
+    for start in range(0, t.n_grid, GRID_BLOCK):
+        block = slice(start, start + GRID_BLOCK)
+        ao_grad = None if t.ao_grad is None else t.ao_grad[:, :, block]
+        yield t.weights[block], t.ao[:, block], ao_grad
+
+
 def density_on_grid(
     ao: torch.Tensor, ao_grad: torch.Tensor | None, dm: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -64,10 +75,8 @@ def xc_energy_potential(t: DFTTensors, dm: torch.Tensor) -> tuple[torch.Tensor, 
     keep_graph = torch.is_grad_enabled() and dm.requires_grad
     e_xc = torch.zeros((), dtype=dm.dtype, device=dm.device)
     a = torch.zeros_like(dm)
-    for start in range(0, t.n_grid, GRID_BLOCK):
-        block = slice(start, start + GRID_BLOCK)
-        ao_grad = None if t.ao_grad is None else t.ao_grad[:, :, block]
-        e_block, a_block = _xc_block(t, t.weights[block], t.ao[:, block], ao_grad, dm, keep_graph)
+    for weights, ao, ao_grad in grid_blocks(t):
+        e_block, a_block = _xc_block(t, weights, ao, ao_grad, dm, keep_graph)
         e_xc = e_xc + e_block
         a = a + a_block
     return e_xc, a + a.mT

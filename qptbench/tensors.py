@@ -215,7 +215,8 @@ def _dense_eri(mol, threshold: float) -> np.ndarray:
     Dense storage makes J and K two matrix products with no index arithmetic; its cost is N⁴
     memory (2.4 GB at uracil's 132 AOs) and the unpacking time, which the asv suite tracks.
     The 8-fold packed integrals are the ones PySCF's SCF computes; unpacking them is cheaper than
-    computing the 4-fold ones (uracil, one thread: s8 + unpack 3.7 s, s4 + unpack 11-12 s).
+    computing the 4-fold ones (one thread, best of 3: uracil s8 + unpack 4.8 s vs s4 + unpack
+    8.3 s; malondialdehyde 0.83 s vs 1.05 s).
     """
     from pyscf import ao2mo
 

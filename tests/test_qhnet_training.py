@@ -20,6 +20,7 @@ from qptbench.errors import InputError
 from qptbench.geometry import Molecule
 from qptbench.labels import pyscf_rks
 from qptbench.level import LevelOfTheory
+from qptbench.metrics import HARTREE_TO_UHA
 
 LEVEL = LevelOfTheory(grid_level=1)  # labels only need to be consistent, not converged in grid
 
@@ -216,7 +217,7 @@ def test_solve_readout_recovers_a_perturbed_readout():
             for mlp in (model.weight_diag, model.weight_pair, model.bias_diag, model.bias_pair):
                 for p in mlp[-1].parameters():
                     p.add_(0.1 * torch.randn_like(p))
-        before = np.abs(predict(model, data) - fock).mean() * 1e6
+        before = np.abs(predict(model, data) - fock).mean() * HARTREE_TO_UHA
         after = solve_readout(model, data)
         assert before > 1e3, before  # µHa
         assert after < 1e-3, (before, after)
