@@ -53,6 +53,11 @@ def dihedral_angles(molecule: Molecule) -> tuple[float, float]:
     return _angle(molecule.positions, phi), _angle(molecule.positions, psi)
 
 
+def angle_difference(a: float | np.ndarray, b: float | np.ndarray) -> float | np.ndarray:
+    """a − b on the circle, in degrees in [-180, 180): 359.9999 and 0 differ by −1e-4, not 360."""
+    return (np.asarray(a) - np.asarray(b) + 180.0) % 360.0 - 180.0
+
+
 def _angle(pos: np.ndarray, idx: tuple[int, ...]) -> float:
     b0, b1, b2 = pos[idx[0]] - pos[idx[1]], pos[idx[2]] - pos[idx[1]], pos[idx[3]] - pos[idx[2]]
     b1 /= np.linalg.norm(b1)
