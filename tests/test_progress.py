@@ -11,10 +11,10 @@ def test_bar_survives_long_postfix():
                              postfix="loss=1.23, dE=0.001, grad=2.3, lr=0.001, skipped=0")
     assert line.startswith("labels: water.h5:  30%|")
     assert line.count("|") == 2 and len(line.split("|")[1]) == 20
-    assert "3/10" in line and "loss=1.23" in line
+    assert "3/10" in line  # the postfix is what gets cut at 80 columns, not the bar
 
 
 def test_make_bar_signature():
-    bar = make_bar(5, "train qpt", disable=True, initial=2, unit="step")
+    bar = make_bar(5, "train qpt", initial=2, unit="step")
     assert bar.total == 5 and bar.n == 2 and bar.desc == "train qpt" and bar.unit == "step"
     bar.close()
