@@ -1,0 +1,173 @@
+"""The one evaluator: every method and every control is scored here, by the same code.
+
+Inputs are predicted Hamiltonians in PySCF AO order, each in its reference geometry's own frame.
+The evaluator builds each reference geometry's DFT tensors once, in that frame and on the grid
+PySCF labelled it with, so the label itself scores at the *floor* (E(·) of H* against PySCF's
+energy, ≤ 1e-4 meV at conv_tol 1e-10), which is reported on every row.
+
+Per molecule and per k in ``protocol.K_VALUES``: ΔE (meV), ΔH (µHa), Δε occupied and all (µHa),
+ψ (occupied, cosine), the floor, and optionally the SCF acceleration (``scf_speedup``).
+Controls (``controls``): the zero model (H_init = F(D_minao), then the same k iterations), our
+DIIS SCF from minao stopped after the same number of Fock builds as the hybrid route (1 + k), and
+the label H* itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from qptbench.evaluation.protocol import K_VALUES, State, iterate, zero_model_h
+from qptbench.evaluation.references import Reference
+from qptbench.level import LevelOfTheory
+from qptbench.metrics import HARTREE_TO_MEV, hamiltonian_metrics
+
+METRICS = ("delta_e_mev", "delta_h_uha", "delta_eps_occ_uha", "delta_eps_all_uha", "psi_occ")
+GAUGE_METRICS = ("delta_h_uha", "delta_eps_occ_uha", "delta_eps_all_uha", "psi_occ")
+SCF_COLUMNS = ("scf_cycles", "scf_effective_cycles", "scf_cycles_minao", "scf_seconds",
+               "scf_seconds_minao", "scf_converged")
+CONTROLS = ("zero", "scf-diis", "label")
+CONTROL_NAMES = {"zero": "zero model (H_init + k iterations)",
+                 "scf-diis": "DIIS SCF from minao, 1 + k Fock builds",
+                 "label": "the PySCF label H*"}
+
+Progress = Callable[[str], None]
+
+
+class Evaluator:
+    """Scores predicted Hamiltonians of the references ``refs`` (see the module docstring).
+
+    ``scf_molecules``: how many references (the first ones) also get the PySCF SCF-acceleration
+    runs when ``score(..., scf=True)``; 0 disables them.
+    """
+
+    def __init__(self, refs: Sequence[Reference], level: LevelOfTheory,
+                 device: torch.device | str = "cpu", scf_molecules: int = 0) -> None:
+        from qptbench.tensors import build_tensors
+
+        if not refs:
+            raise ValueError("no references to score against")
+        self.refs, self.level, self.device = list(refs), level, torch.device(device)
+        self.tensors = [build_tensors(r.molecule, level, self.device) for r in self.refs]
+        self.scf_molecules = min(int(scf_molecules), len(self.refs))
+        self._timers: list | None = None
+        self.floor_mev = [abs(iterate(t, self._tensor(r.fock), k_max=0)[0].energy - r.energy)
+                          * HARTREE_TO_MEV for t, r in zip(self.tensors, self.refs, strict=True)]
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def molecules(self) -> list:
+        return [r.molecule for r in self.refs]
+
+    def _tensor(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(x, dtype=np.float64) if not isinstance(
+            x, torch.Tensor) else x.detach(), dtype=torch.float64, device=self.device)
+
+    # -- routes --------------------------------------------------------------------------------
+
+    def routes(self, predictions: Sequence[np.ndarray | torch.Tensor],
+               k_values: Sequence[int] = K_VALUES) -> list[dict[int, State]]:
+        """The protocol's states of each predicted H (paper scheme)."""
+        if len(predictions) != len(self.refs):
+            raise ValueError(f"{len(predictions)} predictions for {len(self.refs)} references")
+        out = []
+        for t, r, h in zip(self.tensors, self.refs, predictions, strict=True):
+            h = self._tensor(h)
+            if tuple(h.shape) != r.fock.shape:
+                raise ValueError(f"predicted H has shape {tuple(h.shape)}, the reference "
+                                 f"{r.fock.shape}: wrong basis or AO order?")
+            out.append(iterate(t, h, k_max=max(k_values)))
+        return out
+
+    def control_routes(self, name: str, k_values: Sequence[int] = K_VALUES
+                       ) -> list[dict[int, State]]:
+        k_max = max(k_values)
+        if name == "zero":
+            return [iterate(t, zero_model_h(t), k_max) for t in self.tensors]
+        if name == "scf-diis":
+            return [iterate(t, zero_model_h(t), k_max, scheme="diis", start_density=t.dm_minao)
+                    for t in self.tensors]
+        if name == "label":
+            return self.routes([r.fock for r in self.refs], k_values)
+        raise ValueError(f"unknown control {name!r}; choose from {', '.join(CONTROLS)}")
+
+    # -- scores --------------------------------------------------------------------------------
+
+    def score_routes(self, routes: Sequence[dict[int, State]], method: str,
+                     seed: int | None = None, fixes_h: bool = True, scf: bool = False,
+                     k_values: Sequence[int] = K_VALUES,
+                     progress: Progress | None = None) -> list[dict[str, Any]]:
+        """One row per (molecule, k): the protocol's metrics, the floor, the SCF columns."""
+        rows = []
+        for i, (route, ref) in enumerate(zip(routes, self.refs, strict=True)):
+            for k in k_values:
+                state = route[k]
+                e_diff = (state.energy - ref.energy) * HARTREE_TO_MEV
+                ham = hamiltonian_metrics(state.fock, ref.fock, ref.overlap, ref.n_occ)
+                ham["psi_occ"] = ham.pop("psi_cos_occ")
+                if k == 0 and not fixes_h:
+                    ham = dict.fromkeys(ham, float("nan"))
+                row = {"method": method, "seed": "" if seed is None else int(seed),
+                       "molecule": i, "dataset_index": ref.index, "dft_iterations": k,
+                       "delta_e_mev": abs(e_diff), "e_pred_minus_ref_mev": e_diff, **ham,
+                       "floor_mev": self.floor_mev[i], "fixes_h": bool(fixes_h),
+                       **dict.fromkeys(SCF_COLUMNS, float("nan"))}
+                if scf and i < self.scf_molecules:
+                    row.update(self._scf(i, state, k))
+                rows.append(row)
+            if progress is not None and scf and i < self.scf_molecules:
+                progress(f"{method}: SCF acceleration {i + 1}/{self.scf_molecules}")
+        return rows
+
+    def score(self, predictions: Sequence[np.ndarray | torch.Tensor], method: str,
+              seed: int | None = None, fixes_h: bool = True, scf: bool = False,
+              k_values: Sequence[int] = K_VALUES, progress: Progress | None = None
+              ) -> list[dict[str, Any]]:
+        """Score a method's predictions (one H per reference, PySCF order, reference frame)."""
+        return self.score_routes(self.routes(predictions, k_values), method, seed, fixes_h, scf,
+                                 k_values, progress)
+
+    def controls(self, scf: bool = False, names: Sequence[str] = CONTROLS,
+                 progress: Progress | None = None) -> list[dict[str, Any]]:
+        rows = []
+        for name in names:
+            if progress is not None:
+                progress(f"scoring control: {CONTROL_NAMES[name]}")
+            rows += self.score_routes(self.control_routes(name), name, None, True, scf,
+                                      progress=progress)
+        return rows
+
+    def curve_point(self, predictions: Sequence[np.ndarray | torch.Tensor],
+                    fixes_h: bool = True) -> dict[str, float]:
+        """Means over molecules per k, keys ``{metric}_k{k}``: one point of a training curve."""
+        rows = self.score(predictions, "curve", fixes_h=fixes_h)
+        out: dict[str, float] = {"n_val": len(self.refs)}
+        for k in K_VALUES:
+            for m in METRICS:
+                values = np.array([r[m] for r in rows if r["dft_iterations"] == k])
+                finite = values[np.isfinite(values)]
+                out[f"{m}_k{k}"] = float(finite.mean()) if finite.size else float("nan")
+        out["floor_mev"] = float(np.mean(self.floor_mev))
+        return out
+
+    def _scf(self, i: int, state: State, k: int) -> dict[str, float]:
+        from qptbench.density import aufbau_density
+        from qptbench.evaluation.scf_speedup import SCFTimer
+
+        if self._timers is None:
+            self._timers = [None] * self.scf_molecules
+        if self._timers[i] is None:
+            self._timers[i] = SCFTimer(self.refs[i].molecule, self.level)
+        timer = self._timers[i]
+        t = self.tensors[i]
+        with torch.no_grad():
+            dm0 = aufbau_density(state.fock, t.l_inv, t.n_occ).cpu().numpy()
+        run, minao = timer.run(dm0), timer.minao()
+        return {"scf_cycles": run.cycles, "scf_effective_cycles": run.cycles + k,
+                "scf_cycles_minao": minao.cycles, "scf_seconds": run.seconds,
+                "scf_seconds_minao": minao.seconds,
+                "scf_converged": float(run.converged and minao.converged)}
