@@ -22,9 +22,14 @@ from typing import Any
 PHASES = ("sample", "label", "tensors", "train", "eval", "reference")
 
 
-def _cpu_seconds() -> float:
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its reaped children (joined pool/DataLoader workers);
+    a child still running is counted once it has exited and been joined."""
     t = os.times()
     return t.user + t.system + t.children_user + t.children_system
+
+
+_cpu_seconds = cpu_seconds  # former private name
 
 
 def _version(package: str) -> str | None:
@@ -85,9 +90,9 @@ class Ledger:
     def phase(self, phase: str, **extra: Any) -> Iterator[dict[str, Any]]:
         """Time a block; the yielded dict may be filled with more fields before it is written."""
         fields: dict[str, Any] = dict(extra)
-        wall, cpu = time.perf_counter(), _cpu_seconds()
+        wall, cpu = time.perf_counter(), cpu_seconds()
         yield fields
-        self.record(phase, time.perf_counter() - wall, _cpu_seconds() - cpu, **fields)
+        self.record(phase, time.perf_counter() - wall, cpu_seconds() - cpu, **fields)
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

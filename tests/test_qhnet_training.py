@@ -113,7 +113,7 @@ def fake_store(monkeypatch):
 
 def test_resume_is_exact(tmp_path, fake_store, monkeypatch):
     straight = qhnet_run.run(_options(tmp_path, "straight"))
-    state = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
+    state = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
 
     real_loss = qhnet_run.make_loss_fn
     calls = {"n": 0}
@@ -134,7 +134,7 @@ def test_resume_is_exact(tmp_path, fake_store, monkeypatch):
         qhnet_run.run(_options(tmp_path, "killed"))
     monkeypatch.setattr(qhnet_run, "make_loss_fn", real_loss)
     resumed = qhnet_run.run(_options(tmp_path, "killed", resume=True))
-    again = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)
+    again = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
     assert again["step"] == state["step"] == 4
     for key, value in state["model"].items():
         assert torch.equal(value, again["model"][key]), key
