@@ -63,7 +63,10 @@ def window_position(consumed: int, window: int) -> tuple[int, int]:
 
 
 class WindowedStream:
-    """Callable ``(consumed) -> iterator`` for ``train.train``: endless prepared samples."""
+    """Callable ``(consumed) -> iterator`` for ``train.train``: endless prepared samples.
+
+    Closing the iterator shuts its DataLoader workers down and joins them.
+    """
 
     def __init__(self, source: Source, prepare: Callable[[Any], Any], window: int = 6,
                  workers: int = 0, prefetch: int = 2) -> None:
@@ -88,12 +91,18 @@ class WindowedStream:
         first = max(0, j - self.window + 1)
         loader = self._loader(first)
         recent: deque = deque(maxlen=self.window)
-        for _ in range(first, j):  # refill the window a resumed run had
-            recent.append(next(loader))
-            self.prepared += 1
-        while True:
-            recent.append(next(loader))
-            self.prepared += 1
-            items = list(recent)
-            yield from items[pos:]
-            pos = 0
+        try:
+            for _ in range(first, j):  # refill the window a resumed run had
+                recent.append(next(loader))
+                self.prepared += 1
+            while True:
+                recent.append(next(loader))
+                self.prepared += 1
+                items = list(recent)
+                yield from items[pos:]
+                pos = 0
+        finally:  # close() (train does, before booking): workers exit and are joined now, so
+            # their CPU time is in this process's children times (ledger.cpu_seconds)
+            shutdown = getattr(loader, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
