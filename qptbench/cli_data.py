@@ -7,8 +7,11 @@ import math
 
 import typer
 
-data_app = typer.Typer(help="Inspect dataset files (conformations, splits, labels, cost).",
-                       no_args_is_help=True)
+from qptbench.geometry import builtin_names
+
+data_app = typer.Typer(help="Inspect dataset files: splits, labels, cost.", no_args_is_help=True,
+                       rich_markup_mode=None)  # plain help, as the main app (qptbench.cli)
+MOLECULES = ", ".join(builtin_names())
 
 
 def _range(text: str, what: str) -> tuple[float, float]:
@@ -22,33 +25,55 @@ def _range(text: str, what: str) -> tuple[float, float]:
 
 
 def sample(
-    molecule: str = typer.Option(None, "--molecule", "-m", help="Built-in starting geometry: "
-                                 "water, ethanol, malondialdehyde, uracil, alanine_dipeptide."),
-    xyz: str = typer.Option(None, "--xyz", help="Starting geometry file (.xyz, Å) instead."),
-    from_file: str = typer.Option(None, "--from", help="Take the frames of an existing file "
-                                  "instead of sampling: .xyz/.extxyz trajectory, sGDML/rMD17 "
-                                  ".npz, SchNOrb .db."),
-    n: int = typer.Option(None, "--n", help="Number of conformations (default: all of --from)."),
-    seed: int = typer.Option(0, "--seed", help="Sampler seed (same seed, same conformations)."),
-    out: str = typer.Option(..., "--out", "-o", help="Dataset file to write (HDF5, .h5)."),
-    sampler: str = typer.Option("md", "--sampler", help="md: Langevin MD with GFN2-xTB "
-                                "(MD17-like); dihedral: random (phi, psi) of alanine dipeptide."),
-    temperature: float = typer.Option(500.0, "--temperature", help="MD temperature, K."),
-    timestep: float = typer.Option(0.5, "--timestep", help="MD time step, fs."),
-    interval: int = typer.Option(50, "--interval", help="Mean MD steps between kept frames."),
-    equilibration: int = typer.Option(1000, "--equilibration", help="MD steps before the "
-                                      "first kept frame."),
-    friction: float = typer.Option(0.01, "--friction", help="Langevin friction, 1/fs."),
-    phi: str = typer.Option("0,180", "--phi", help="Dihedral sampler: phi box 'MIN,MAX', deg."),
-    psi: str = typer.Option("0,180", "--psi", help="Dihedral sampler: psi box 'MIN,MAX', deg."),
-    n_train: int = typer.Option(None, "--train", help="Training-set size (default: MD17's, 500 "
-                                "water / 25,000 others, when it fits; else 80 %)."),
-    n_val: int = typer.Option(None, "--val", help="Validation-set size (default 500 or 10 %)."),
-    split_seed: int = typer.Option(42, "--split-seed", help="Split permutation seed (QHNet: 42)."),
-    charge: int = typer.Option(0, "--charge", help="Total charge."),
-    force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
+    molecule: str = typer.Option(None, "--molecule", "-m", metavar="NAME",
+                                 help=f"Built-in starting geometry: {MOLECULES}.  [default: "
+                                 "alanine_dipeptide for --sampler dihedral]"),
+    xyz: str = typer.Option(None, "--xyz", metavar="FILE",
+                            help="Starting geometry file (.xyz, Å) instead of --molecule."),
+    from_file: str = typer.Option(None, "--from", metavar="FILE",
+                                  help="Take the frames of an existing file instead of "
+                                  "sampling: .xyz/.extxyz trajectory, sGDML/rMD17 .npz, "
+                                  "SchNOrb .db."),
+    n: int = typer.Option(None, "--n", metavar="N", help="Number of conformations; required "
+                          "when sampling.  [default: all frames of --from]"),
+    seed: int = typer.Option(0, "--seed", metavar="S",
+                             help="Sampler seed (same seed, same conformations)."),
+    out: str = typer.Option(..., "--out", "-o", metavar="FILE",
+                            help="Dataset file to write (HDF5, .h5)."),
+    sampler: str = typer.Option("md", "--sampler", metavar="md|dihedral",
+                                help="md: Langevin MD with GFN2-xTB (MD17-like); dihedral: "
+                                "random (phi, psi) of alanine dipeptide."),
+    temperature: float = typer.Option(500.0, "--temperature", metavar="K",
+                                      help="MD temperature, K."),
+    timestep: float = typer.Option(0.5, "--timestep", metavar="FS", help="MD time step, fs."),
+    interval: int = typer.Option(50, "--interval", metavar="N",
+                                 help="Mean MD steps between kept frames."),
+    equilibration: int = typer.Option(1000, "--equilibration", metavar="N",
+                                      help="MD steps before the first kept frame."),
+    friction: float = typer.Option(0.01, "--friction", metavar="1/FS",
+                                   help="Langevin friction, 1/fs."),
+    phi: str = typer.Option("0,180", "--phi", metavar="MIN,MAX",
+                            help="Dihedral sampler: phi box, degrees."),
+    psi: str = typer.Option("0,180", "--psi", metavar="MIN,MAX",
+                            help="Dihedral sampler: psi box, degrees."),
+    n_train: int = typer.Option(None, "--train", metavar="N", help="Training-set size.  "
+                                "[default: MD17's, 500 water / 25,000 others, when it fits; "
+                                "else 80 %]"),
+    n_val: int = typer.Option(None, "--val", metavar="N",
+                              help="Validation-set size.  [default: MD17's 500 when it fits; "
+                              "else 10 %]"),
+    split_seed: int = typer.Option(42, "--split-seed", metavar="S",
+                                   help="Split permutation seed (QHNet: 42)."),
+    charge: int = typer.Option(0, "--charge", metavar="Q", help="Total charge."),
+    force: bool = typer.Option(False, "--force/--no-force", show_default=False,
+                               help="Overwrite --out if it exists.  [default: off]"),
 ) -> None:
-    """Make conformations (MD at 500 K, dihedral scan, or read a file) into a dataset file."""
+    """Write conformations (MD, dihedrals, a file) to a dataset.
+
+    Samples GFN2-xTB Langevin MD at 500 K (MD17-like) or alanine-dipeptide (phi, psi)
+    conformations, or reads them from a file, and stores them in an HDF5 dataset with
+    deterministic train/val/test splits.
+    """
     import time
 
     from qptbench.data.splits import default_sizes, make_splits
@@ -107,24 +132,39 @@ def sample(
 
 
 def label(
-    file: str = typer.Argument(..., help="Dataset file made by `qptbench sample`."),
-    xc: str = typer.Option("b3lyp5", "--xc", help="Functional (PySCF name; b3lyp5 = VWN5)."),
-    basis: str = typer.Option("def2-svp", "--basis", help="Gaussian basis set (PySCF name)."),
-    grid_level: int = typer.Option(3, "--grid-level", help="PySCF DFT grid level 0-9."),
-    workers: int = typer.Option(1, "--workers", "-w", help="Worker processes on this machine."),
-    threads: int = typer.Option(1, "--threads", help="OpenMP threads per worker (PySCF)."),
-    scheduler: str = typer.Option(None, "--scheduler", help="Dask scheduler address "
-                                  "(tcp://host:8786): run the SCFs on that cluster instead."),
-    limit: int = typer.Option(None, "--limit", help="Label at most this many new "
-                              "conformations (training set first)."),
-    conv_tol: float = typer.Option(1e-10, "--conv-tol", help="SCF energy convergence, Ha."),
-    max_cycle: int = typer.Option(100, "--max-cycle", help="SCF iterations before a "
-                                  "conformation is recorded as failed."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+    file: str = typer.Argument(..., metavar="FILE",
+                               help="Dataset file made by `qptbench sample`."),
+    xc: str = typer.Option("b3lyp5", "--xc", metavar="NAME",
+                           help="Functional (PySCF name; b3lyp5 = VWN5)."),
+    basis: str = typer.Option("def2-svp", "--basis", metavar="NAME",
+                              help="Gaussian basis set (PySCF name)."),
+    grid_level: int = typer.Option(3, "--grid-level", metavar="0-9",
+                                   help="PySCF DFT grid level."),
+    workers: int = typer.Option(None, "--workers", "-w", metavar="N",
+                                help="Worker processes on this machine.  [default: all cores "
+                                "(os.sched_getaffinity)]"),
+    threads: int = typer.Option(None, "--threads", metavar="T",
+                                help="OpenMP threads per worker (PySCF).  [default: cores / "
+                                "workers, at least 1]"),
+    scheduler: str = typer.Option(None, "--scheduler", metavar="ADDR",
+                                  help="Dask scheduler address (tcp://host:8786): run the SCFs "
+                                  "on that cluster instead.  [default: none, run here]"),
+    limit: int = typer.Option(None, "--limit", metavar="N", help="Label at most this many new "
+                              "conformations (training set first).  [default: all]"),
+    conv_tol: float = typer.Option(1e-10, "--conv-tol", metavar="HA",
+                                   help="SCF energy convergence, Ha."),
+    max_cycle: int = typer.Option(100, "--max-cycle", metavar="N", help="SCF iterations "
+                                  "before a conformation is recorded as failed."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", show_default=False,
+                                  help="Show a progress bar.  [default: on]"),
+    as_json: bool = typer.Option(False, "--json/--no-json", show_default=False,
+                                 help="Print the summary as one JSON object.  [default: off]"),
 ) -> None:
-    """Label a dataset with PySCF RKS (E, H*, S, orbital energies, cost); resumable: rerun the
-    same command after an interruption and only the missing conformations are computed."""
+    """Label a dataset with PySCF RKS (resumable).
+
+    Stores E, H*, S, orbital energies and the cost of each label.  Rerun the same command
+    after an interruption and only the missing conformations are computed.
+    """
     from qptbench.data.labelling import LabellingInterrupted, label_dataset
     from qptbench.level import LevelOfTheory
 
@@ -143,10 +183,11 @@ def label(
 
 
 def info(
-    file: str = typer.Argument(..., help="Dataset file."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead."),
+    file: str = typer.Argument(..., metavar="FILE", help="Dataset file."),
+    as_json: bool = typer.Option(False, "--json/--no-json", show_default=False,
+                                 help="Print one JSON object instead.  [default: off]"),
 ) -> None:
-    """Counts, splits, sampler, level of theory and label cost of a dataset file."""
+    """Show a dataset's counts, splits, sampler, level and label cost."""
     from qptbench.data.store import Dataset
 
     with Dataset.open(file) as ds:

@@ -6,38 +6,57 @@ from pathlib import Path
 
 import typer
 
-from qptbench.cli import _friendly, app
+from qptbench.cli import MOLECULES, _friendly, app
 
 
 @app.command("run")
 @_friendly
 def run_command(
-    molecule: str = typer.Option("water", "--molecule", "-m", help="Built-in molecule."),
-    preset: str = typer.Option("smoke", "--preset", help="smoke (< 5 min on 2 CPU cores, plumbing"
-                               " only) | small (about an hour on CPU) | paper (the paper's sizes:"
-                               " 500/25k labels, GPT-medium, 200k steps; a GPU cluster job)."),
-    methods: str = typer.Option("qpt,qhnet", "--methods", help="Comma-separated: qpt, qhnet."),
-    budget_hours: float = typer.Option(None, "--budget-hours", help="Same wall-clock budget for "
-                                       "both routes: labelling + training for the baseline, "
-                                       "tensor preparation + training for QPT."),
-    n_train: int = typer.Option(None, "--n-train", help="Labelled training conformations."),
-    n_val: int = typer.Option(None, "--n-val", help="Validation conformations (references)."),
-    label_workers: int = typer.Option(None, "--label-workers", help="PySCF processes."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
-    out: str = typer.Option("runs/run", "--out", help="Run directory."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
+    molecule: str = typer.Option("water", "--molecule", "-m", metavar="NAME",
+                                 help=f"Built-in molecule: {MOLECULES}."),
+    preset: str = typer.Option("smoke", "--preset", metavar="smoke|small|paper",
+                               help="smoke: < 5 min on 2 CPU cores, plumbing only; small: about "
+                               "an hour on CPU; paper: the paper's sizes (500/25k labels, "
+                               "GPT-medium, 200k steps), a GPU cluster job."),
+    methods: str = typer.Option("qpt,qhnet", "--methods", metavar="LIST",
+                                help="Comma-separated methods: qpt, qhnet."),
+    budget_hours: float = typer.Option(None, "--budget-hours", metavar="H",
+                                       help="Same wall-clock budget for both routes: labelling "
+                                       "+ training for the baseline, tensor preparation + "
+                                       "training for QPT.  [default: none, the preset's steps]"),
+    n_train: int = typer.Option(None, "--n-train", metavar="N",
+                                help="Labelled training conformations.  [default: from "
+                                "--preset: smoke 6, small 100, paper 500 water or 25,000]"),
+    n_val: int = typer.Option(None, "--n-val", metavar="N",
+                              help="Validation conformations (PySCF references).  [default: "
+                              "from --preset: smoke 2, small 50, paper 500]"),
+    seeds: int = typer.Option(None, "--seeds", metavar="N",
+                              help="Independent training seeds per method.  [default: from "
+                              "--preset: smoke 1, small 3]"),
+    label_workers: int = typer.Option(None, "--label-workers", metavar="N",
+                                      help="PySCF labelling processes.  [default: all cores "
+                                      "(os.sched_getaffinity)]"),
+    device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda",
+                               help="Where to train and evaluate."),
+    out: str = typer.Option("runs/run", "--out", metavar="DIR", help="Run directory."),
+    resume: bool = typer.Option(False, "--resume/--no-resume", show_default=False,
+                                help="Continue the run in --out where it stopped.  [default: off]"),
 ) -> None:
-    """Compare QPT (implicit DFT loss, no labels) with a supervised QHNet-style baseline
-    (PySCF labels) on one molecule: sample MD conformations, label, train both, evaluate against
-    PySCF on held-out conformations, and write run.json, ledger.jsonl (wall/CPU seconds per
-    phase and method), per-method metrics, tables/ (markdown, LaTeX, CSV) and plots/ (PNG, SVG)."""
+    """Compare QPT and the QHNet baseline on one molecule.
+
+    QPT learns from DFT's own energy (no labels); the supervised QHNet-style baseline learns
+    from PySCF labels.  Samples MD conformations, labels them, trains both, evaluates against
+    PySCF on held-out conformations, and writes to --out: run.json, ledger.jsonl (wall/CPU
+    seconds per phase and method), metrics for each method, tables/ (markdown, LaTeX, CSV)
+    and plots/ (PNG, SVG).
+    """
     from qptbench import harness
     from qptbench.geometry import Molecule
     from qptbench.runtime import resolve_device
 
     Molecule.builtin(molecule)
     cfg = harness.make_config(preset, molecule=molecule, n_train=n_train, n_val=n_val,
-                              label_workers=label_workers, budget_hours=budget_hours,
+                              seeds=seeds, label_workers=label_workers, budget_hours=budget_hours,
                               methods=tuple(m.strip() for m in methods.split(",") if m.strip()))
     text = harness.run(cfg, Path(out), resolve_device(device), resume=resume)
     typer.echo(text)

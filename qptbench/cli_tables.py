@@ -16,22 +16,32 @@ from qptbench.errors import InputError
 @_friendly
 def tables_command(
     run_dirs: Annotated[list[str], typer.Argument(
+        metavar="RUN_DIR",
         help="Run directories written by `qptbench run` (several: one row per method per run).")],
-    fmt: str = typer.Option("markdown", "--format", "-f", help="markdown | latex | csv."),
-    out: str = typer.Option(None, "--out", help="Also write table1_cost, table2_accuracy, "
-                             "table3_inference in this format to this directory."),
-    paper: bool = typer.Option(True, "--paper/--no-paper", help="Add the paper's reported "
-                               "numbers for the same molecules, as a separate block."),
-    plots: bool = typer.Option(False, "--plots", help="Also draw each run's figures (PNG + SVG)"
-                               " into RUN_DIR/plots, or OUT/plots/<run name> with --out."),
-    check: bool = typer.Option(False, "--check", help="Check each run directory's consistency "
-                               "(files, ledger sums, units); exit 1 on any problem."),
+    fmt: str = typer.Option("markdown", "--format", "-f", metavar="FORMAT",
+                            help="markdown, latex or csv."),
+    out: str = typer.Option(None, "--out", metavar="DIR",
+                            help="Also write table1_cost, table2_accuracy, table3_inference in "
+                            "this format to this directory.  [default: print only]"),
+    paper: bool = typer.Option(True, "--paper/--no-paper", show_default=False,
+                               help="Add the paper's reported numbers for the same molecules, "
+                               "as a separate block.  [default: on]"),
+    plots: bool = typer.Option(False, "--plots/--no-plots", show_default=False,
+                               help="Also draw each run's figures (PNG + SVG) into "
+                               "RUN_DIR/plots, or OUT/plots/<run name> with --out.  "
+                               "[default: off]"),
+    check: bool = typer.Option(False, "--check/--no-check", show_default=False,
+                               help="Check each run directory's consistency (files, ledger "
+                               "sums, units); exit 1 on any problem.  [default: off]"),
 ) -> None:
-    """Print Table 1 (data creation + training hours, from the ledger), Table 2 (ΔE meV, ΔH µHa,
-    Δε µHa all/occupied, ψ, parameters, level of theory, hardware; the QPT zero model as its own
-    row) and Table 3 (inference seconds per molecule: PySCF SCF, QPT network + DFT iterations,
-    QPT incl. tensor preparation, baseline network).  Rows from the paper are marked "reported
-    (paper)" and printed apart; every measured row names its run directory in `source`."""
+    """Print Tables 1-3 (cost, accuracy, inference) of runs.
+
+    Table 1: data creation + training hours, from the ledger.  Table 2: ΔE meV, ΔH µHa, Δε µHa
+    all/occupied, ψ, parameters, level of theory, hardware; the QPT zero model as its own row.
+    Table 3: inference seconds per molecule (PySCF SCF, QPT network + DFT iterations, QPT incl.
+    tensor preparation, baseline network).  Rows from the paper are marked "reported (paper)"
+    and printed apart; every measured row names its run directory in `source`.
+    """
     from qptbench import tables
 
     if fmt not in tables.FORMATS:

@@ -17,7 +17,6 @@ import numpy as np
 from qptbench.errors import InputError
 
 MIN_DISTANCE = 0.3  # Å; anything closer is a typo or Bohr/Å mix-up, never chemistry
-_BUILTINS = ["water", "ethanol", "malondialdehyde", "uracil", "alanine_dipeptide"]
 _ALIASES = {"malonaldehyde": "malondialdehyde",  # MD17's spelling
             "alanine-dipeptide": "alanine_dipeptide"}
 
@@ -181,9 +180,9 @@ class Molecule:
     def builtin(cls, name: str) -> Molecule:
         key = name.strip().lower()
         key = _ALIASES.get(key, key)
-        if key not in _BUILTINS:
+        if key not in _builtin_table():
             raise InputError(f"unknown built-in molecule {name!r}; choose one of: "
-                             f"{', '.join(_BUILTINS)}")
+                             f"{', '.join(_builtin_table())}")
         text = (importlib.resources.files("qptbench") / "geometries" / f"{key}.xyz").read_text()
         return cls.from_xyz_string(text, source=f"built-in {key}.xyz", name=key)
 
@@ -286,15 +285,24 @@ def _extxyz_columns(comment: str, source: str, line_no: int) -> tuple[int, int]:
     return cols["species"], cols["pos"]
 
 
+@functools.lru_cache(maxsize=1)
+def _builtin_table() -> tuple[str, ...]:
+    data = importlib.resources.files("qptbench") / "geometries"
+    sizes = {p.name[:-len(".xyz")]: int(p.read_text().split(maxsplit=1)[0])
+             for p in data.iterdir() if p.name.endswith(".xyz")}
+    return tuple(sorted(sizes, key=lambda n: (sizes[n], n)))
+
+
 def builtin_names() -> list[str]:
-    return list(_BUILTINS)
+    """The built-in molecules: one per ``qptbench/geometries/*.xyz``, fewest atoms first."""
+    return list(_builtin_table())
 
 
 def load_molecule(name: str | None = None, xyz: str | None = None, charge: int = 0) -> Molecule:
     """CLI helper: a built-in molecule by name or an xyz file, exactly one of them."""
     if (name is None) == (xyz is None):
         raise InputError("give exactly one of a built-in molecule name "
-                         f"({', '.join(_BUILTINS)}) or an xyz file (--xyz)")
+                         f"({', '.join(_builtin_table())}) or an xyz file (--xyz)")
     if xyz is not None:
         return Molecule.from_xyz(xyz, charge=charge)
     mol = Molecule.builtin(name)  # type: ignore[arg-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -72,3 +73,76 @@ def test_help_explains():
     assert result.exit_code == 0
     for word in ("--molecule", "--xyz", "--xc", "VWN-RPA", "--device", "--json"):
         assert word in result.stdout
+
+
+COMMANDS = [["run"], ["tables"], ["sample"], ["label"], ["train-qpt"], ["train-baseline"],
+            ["scf"], ["data"], ["data", "info"]]
+WIDE = {"COLUMNS": "100"}
+
+
+def test_run_help_lists_molecules_and_plain_flags():
+    from qptbench.geometry import builtin_names
+
+    result = runner.invoke(app, ["run", "--help"], env=WIDE)
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())  # a name may wrap at a line end
+    assert builtin_names() == ["water", "ethanol", "malondialdehyde", "uracil",
+                               "alanine_dipeptide"]
+    for name in builtin_names():
+        assert name in text, name
+    for word in ("--seeds", "--resume / --no-resume", "os.sched_getaffinity", "smoke 6",
+                 "small 100", "small 50"):
+        assert word in text, word
+
+
+@pytest.mark.parametrize("width", [78, 80])  # a terminal of >= 80 columns; CliRunner
+@pytest.mark.parametrize("cmd", COMMANDS, ids=" ".join)
+def test_help_has_no_bool_types_and_fits_80_columns(cmd, width):
+    result = runner.invoke(app, [*cmd, "--help"], terminal_width=width)
+    assert result.exit_code == 0, result.output
+    assert "<bool>" not in result.stdout and "BOOLEAN" not in result.stdout
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= width
+    broken = [line for line in lines if re.search(r"\w-$", line)]  # "def2-" / "svp" wrapping
+    assert not broken, broken
+
+
+def test_command_summaries_are_short_whole_sentences():
+    result = runner.invoke(app, ["--help"], env=WIDE)
+    assert result.exit_code == 0
+    rows = result.stdout.split("Commands:")[1].strip().splitlines()
+    names = [row.split()[0] for row in rows]
+    assert names[:4] == ["run", "tables", "sample", "label"]
+    assert {"train-qpt", "train-baseline", "scf", "data"} <= set(names)
+    for row in rows:
+        summary = row.split(maxsplit=1)[1]
+        assert len(summary) <= 80 and not summary.endswith("..."), row  # not cut by click
+        assert summary.endswith("."), row
+
+
+def test_boolean_flags_still_parse():
+    """--resume, --json, --plots, --check keep working next to their --no- forms."""
+    import click
+    from typer.main import get_command
+
+    group = get_command(app)
+    ctx = click.Context(group)
+    for cmd, flags in ((["run"], ["--resume"]), (["train-qpt"], ["--resume"]),
+                       (["train-baseline"], ["--resume", "--quiet"]),
+                       (["tables"], ["--plots", "--check", "--no-paper"]),
+                       (["scf"], ["--json"]), (["label"], ["--json", "--no-progress"]),
+                       (["sample"], ["--force"]), (["data", "info"], ["--json"])):
+        command = group
+        for name in cmd:
+            command = command.get_command(ctx, name)
+        params = command.make_context(name, [*flags, *(["x"] if cmd in (["label"],
+                                      ["data", "info"]) else ["RUN"] if cmd == ["tables"]
+                                      else ["--labels", "x"] if cmd == ["train-baseline"]
+                                      else ["--out", "x"] if cmd == ["sample"] else [])]).params
+        expected = {"--resume": ("resume", True), "--quiet": ("progress", False),
+                    "--plots": ("plots", True), "--check": ("check", True),
+                    "--no-paper": ("paper", False), "--json": ("as_json", True),
+                    "--no-progress": ("progress", False), "--force": ("force", True)}
+        for flag in flags:
+            key, value = expected[flag]
+            assert params[key] is value, (cmd, flag)

@@ -16,7 +16,8 @@ So nothing here edits a dataset file in place:
    is committed.
 
 Only one process writes a dataset at a time: ``writer_lock`` holds an exclusive ``flock`` on
-``<file>.lock`` (released by the OS whatever way the process ends).
+``<file>.lock`` (released by the OS whatever way the process ends; the file itself is removed
+when the job ends normally or with an exception, and a stale one left by a kill is harmless).
 """
 
 from __future__ import annotations
@@ -31,15 +32,15 @@ from typing import Any
 
 import numpy as np
 
-from qptbench.data.store import (
+from qptbench.data.layout import (
     CONVERGED,
     FLOAT_FIELDS,
     INT_FIELDS,
     MATRIX_FIELDS,
     STRING_FIELDS,
-    _fsync,
-    _fsync_dir,
-    _h5py,
+    fsync,
+    fsync_dir,
+    h5py_module,
 )
 from qptbench.errors import InputError
 from qptbench.level import LevelOfTheory
@@ -80,7 +81,7 @@ def commit(path: Path, index: int, status: int, level: LevelOfTheory,
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, final)
-    _fsync_dir(folder)
+    fsync_dir(folder)
     return final
 
 
@@ -113,7 +114,7 @@ def fold(path: Path, conv_tol: float | None = None, max_cycle: int | None = None
         stale.unlink(missing_ok=True)  # left by a killed fold or commit; never part of the data
     if not entries:
         return 0
-    h5py = _h5py()
+    h5py = h5py_module()
     tmp = path.with_name(path.name + ".tmp-fold")
     shutil.copyfile(path, tmp)
     with h5py.File(tmp, "r+") as f:
@@ -151,9 +152,9 @@ def fold(path: Path, conv_tol: float | None = None, max_cycle: int | None = None
             _dataset(labels, "mo_energy", (n, n_ao), np.float64, np.nan)[i] = mo_energy
             for key in MATRIX_FIELDS:
                 _dataset(labels, key, (n, n_ao, n_ao), np.float64, np.nan)[i] = entry.get(key)
-    _fsync(tmp)
+    fsync(tmp)
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     for entry in entries.values():
         entry.path.unlink(missing_ok=True)
     return len(entries)
@@ -161,19 +162,36 @@ def fold(path: Path, conv_tol: float | None = None, max_cycle: int | None = None
 
 @contextlib.contextmanager
 def writer_lock(path: Path) -> Iterator[None]:
-    """Exclusive writer lock on a dataset file; a second labelling job gets a clear error."""
+    """Exclusive writer lock on a dataset file; a second labelling job gets a clear error.
+
+    The lock file ``<file>.lock`` is removed when the holder finishes.  It is unlinked while the
+    ``flock`` is still held, and a job that wins the lock checks that it locked the file now at
+    that path (not one a finishing job just removed), so two writers never overlap.
+    """
     try:
         import fcntl
     except ImportError:  # not POSIX: no lock, the user must not start two jobs on one file
         yield
         return
     lock = path.with_name(path.name + ".lock")
-    with open(lock, "a") as handle:
+    while True:
+        handle = open(lock, "a")  # closed below, after the unlink
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
+            handle.close()
             raise InputError(f"another process is labelling {path} (lock {lock})") from None
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            current = os.stat(lock)
+        except FileNotFoundError:
+            current = None
+        mine = os.fstat(handle.fileno())
+        if current is not None and (current.st_ino, current.st_dev) == (mine.st_ino, mine.st_dev):
+            break
+        handle.close()  # the previous holder removed this file as we opened it: lock the new one
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()

@@ -45,19 +45,45 @@ class LabelSummary:
     wall_seconds: float      # summed over this run's SCFs
     cpu_seconds: float       # summed over this run's SCFs (all threads)
     mean_seconds_per_label: float
-    workers: int
-    threads_per_worker: int
+    workers: int             # processes used (1 for a Dask cluster: its own workers)
+    threads_per_worker: int  # OpenMP threads per SCF
     scheduler: str
+    cores: int = 0           # cores available to this process (os.sched_getaffinity)
 
     def line(self) -> str:
         return (f"labels made: {self.n_labels}, failures: {self.n_failed}, run wall "
                 f"{self.elapsed_seconds / 3600:.4f} h, SCF wall {self.wall_seconds / 3600:.4f} h"
                 f", CPU {self.cpu_seconds / 3600:.4f} h, mean "
                 f"{self.mean_seconds_per_label:.2f} s/label ({self.workers} worker(s) x "
-                f"{self.threads_per_worker} thread(s), {self.scheduler})")
+                f"{self.threads_per_worker} thread(s) on {self.cores} core(s), {self.scheduler})")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def available_cores() -> int:
+    """Cores this process may run on: its CPU affinity (cgroups, taskset), else os.cpu_count()."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def plan_workers(workers: int | None, threads: int | None, cores: int,
+                 n_tasks: int | None = None) -> tuple[int, int]:
+    """(workers, threads per worker) filling ``cores``; ``None`` means choose.
+
+    Neither given: one single-threaded worker per core, but never more workers than tasks (the
+    spare cores become threads).  Workers given: threads = cores // workers (at least 1).
+    Threads given: workers = cores // threads (at least 1).
+    """
+    if workers is None:
+        workers = max(1, cores // threads) if threads is not None else cores
+        if n_tasks is not None:
+            workers = max(1, min(workers, n_tasks))
+    if threads is None:
+        threads = max(1, cores // workers)
+    return workers, threads
 
 
 def _set_threads(threads: int) -> None:
@@ -152,23 +178,26 @@ def _run_dask(tasks: list[tuple], address: str) -> Iterator[dict[str, Any]]:
         client.close()
 
 
-def label_dataset(path: str | Path, level: LevelOfTheory | None = None, workers: int = 1,
-                  threads_per_worker: int = 1, scheduler: str | None = None,
-                  limit: int | None = None, conv_tol: float = 1e-10, max_cycle: int = 100,
-                  progress: bool = True, fold_every: int = 200) -> LabelSummary:
+def label_dataset(path: str | Path, level: LevelOfTheory | None = None,
+                  workers: int | None = None, threads_per_worker: int | None = None,
+                  scheduler: str | None = None, limit: int | None = None,
+                  conv_tol: float = 1e-10, max_cycle: int = 100, progress: bool = True,
+                  fold_every: int = 200, desc: str | None = None) -> LabelSummary:
     """Label every not-yet-attempted conformation of a dataset file with PySCF RKS at ``level``.
 
-    ``workers`` processes with ``threads_per_worker`` OpenMP threads each, or, with
-    ``scheduler`` ("tcp://host:port"), tasks on that Dask cluster.  ``limit`` caps the number of
-    new SCFs (training conformations go first).  Results are committed one by one; see the module
-    docstring for what survives a kill.
+    ``workers`` processes with ``threads_per_worker`` OpenMP threads each (``None``: use the
+    machine, ``plan_workers``), or, with ``scheduler`` ("tcp://host:port"), tasks on that Dask
+    cluster (one thread per task unless ``threads_per_worker`` says otherwise).  ``limit`` caps
+    the number of new SCFs (training conformations go first).  Results are committed one by
+    one; see the module docstring for what survives a kill.  The progress bar is named
+    ``desc`` (default ``"labels: <file name>"``).
     """
-    from tqdm.auto import tqdm
+    from qptbench.progress import make_bar
 
     path = Path(path)
     level = level or LevelOfTheory()
     for name, value in (("workers", workers), ("threads per worker", threads_per_worker)):
-        if value < 1:
+        if value is not None and value < 1:
             raise InputError(f"{name} must be >= 1, got {value}")
     if limit is not None and limit < 0:
         raise InputError(f"--limit must be >= 0, got {limit}")
@@ -185,6 +214,12 @@ def label_dataset(path: str | Path, level: LevelOfTheory | None = None, workers:
                                  " sample) to use another level of theory")
             todo = _todo(ds, limit)
             n_skipped = int(np.sum(ds.status() != NOT_ATTEMPTED))
+            cores = available_cores()
+            if scheduler:
+                workers, threads_per_worker = 1, threads_per_worker or 1
+            else:
+                workers, threads_per_worker = plan_workers(workers, threads_per_worker, cores,
+                                                           len(todo))
             tasks = [(int(i), ds.numbers, ds.molecule(int(i)).positions, ds.charge,
                       level.as_dict(), conv_tol, max_cycle, threads_per_worker) for i in todo]
             n_total = len(ds)
@@ -192,7 +227,8 @@ def label_dataset(path: str | Path, level: LevelOfTheory | None = None, workers:
         wall = cpu = 0.0
         results = (_run_dask(tasks, scheduler) if scheduler else
                    _run_pool(tasks, workers, threads_per_worker) if tasks else iter(()))
-        bar = tqdm(total=len(tasks), unit="conf", desc=f"label {path.name}", disable=not progress)
+        bar = make_bar(len(tasks), desc or f"labels: {path.name}", disable=not progress,
+                       unit="conf")
         try:
             for res in results:
                 index, status = res.pop("index"), res.pop("status")
@@ -215,5 +251,5 @@ def label_dataset(path: str | Path, level: LevelOfTheory | None = None, workers:
         n_remaining=n_total - n_skipped - made - failed,
         elapsed_seconds=time.perf_counter() - started, wall_seconds=wall, cpu_seconds=cpu,
         mean_seconds_per_label=wall / made if made else float("nan"),
-        workers=1 if scheduler else workers, threads_per_worker=threads_per_worker,
-        scheduler=f"dask {scheduler}" if scheduler else "process pool")
+        workers=workers, threads_per_worker=threads_per_worker,
+        scheduler=f"dask {scheduler}" if scheduler else "process pool", cores=cores)

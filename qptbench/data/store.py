@@ -30,16 +30,23 @@ from typing import Any
 
 import numpy as np
 
+from qptbench.data import journal
+from qptbench.data.layout import (  # noqa: F401 (re-exported: store is where callers look)
+    CONVERGED,
+    FAILED,
+    FLOAT_FIELDS,
+    FORMAT,
+    INT_FIELDS,
+    MATRIX_FIELDS,
+    NOT_ATTEMPTED,
+    STRING_FIELDS,
+)
+from qptbench.data.layout import fsync as _fsync
+from qptbench.data.layout import fsync_dir as _fsync_dir
+from qptbench.data.layout import h5py_module as _h5py
 from qptbench.errors import InputError
 from qptbench.geometry import Molecule
 from qptbench.level import LevelOfTheory
-
-FORMAT = "qptbench-dataset-1"
-NOT_ATTEMPTED, CONVERGED, FAILED = 0, 1, 2
-MATRIX_FIELDS = ("fock", "overlap")
-FLOAT_FIELDS = ("energy", "wall_seconds", "cpu_seconds")
-INT_FIELDS = ("n_occ", "cycles", "threads")
-STRING_FIELDS = ("host", "pyscf_version", "reason")
 
 
 @dataclass
@@ -75,12 +82,6 @@ class LabelCost:
         return (f"{self.n_labels} labels, {self.n_failed} failed, wall "
                 f"{self.wall_seconds / 3600:.4f} h, CPU {self.cpu_seconds / 3600:.4f} h, "
                 f"{self.mean_seconds_per_label:.2f} s/label")
-
-
-def _h5py():
-    import h5py  # lazy: only the store needs it
-
-    return h5py
 
 
 def _now() -> str:
@@ -130,21 +131,6 @@ def create_dataset(path: str | Path, conformations: Sequence[Molecule], *, name:
     return path
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        _fsync(path)
-    except OSError:  # some file systems do not allow fsync on directories
-        pass
-
-
 class Dataset:
     """Read-only, lazy view of a dataset file (plus labels still in its journal).
 
@@ -153,8 +139,6 @@ class Dataset:
     """
 
     def __init__(self, path: str | Path):
-        from qptbench.data import journal
-
         self.path = Path(path)
         if not self.path.exists():
             raise InputError(f"dataset file not found: {self.path}")
