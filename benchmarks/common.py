@@ -117,10 +117,73 @@ def build_all_tensors() -> dict[str, str]:
             continue  # load_tensors skips it (n/a)
         t = build_tensors(molecule(name), level())
         path = os.path.abspath(f"tensors-{name}.pt")
-        torch.save(t, path)
+        torch.save(to_plain(t), path)
         paths[name] = path
         del t
     return paths
+
+
+# The tensor cache holds only what ``torch.load(weights_only=True)`` accepts (tensors, dicts,
+# lists, tuples, numbers, strings, None): a qptbench object (DFTTensors and the dataclasses in it,
+# whatever their fields at the commit asv measures) becomes {OBJECT: "module:Class", "fields":
+# {...}}, and only classes from qptbench modules are rebuilt from it.
+OBJECT = "__qptbench_object__"
+NDARRAY = "__ndarray__"
+
+
+def to_plain(value):
+    """``value`` as nested dicts/lists/tuples of tensors and plain Python values."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return {NDARRAY: torch.from_numpy(np.ascontiguousarray(value))}
+    if isinstance(value, (list, tuple)):
+        items = [to_plain(v) for v in value]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    cls = type(value)
+    if not cls.__module__.startswith("qptbench."):
+        raise TypeError(f"cannot cache a {cls.__module__}.{cls.__qualname__}")
+    if dataclasses.is_dataclass(value):
+        state = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    else:
+        state = dict(vars(value))
+    return {OBJECT: f"{cls.__module__}:{cls.__qualname__}",
+            "fields": {k: to_plain(v) for k, v in state.items()}}
+
+
+def from_plain(value):
+    """Inverse of ``to_plain``."""
+    import importlib
+
+    if isinstance(value, list):
+        return [from_plain(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(from_plain(v) for v in value)
+    if not isinstance(value, dict):
+        return value
+    if NDARRAY in value:
+        return value[NDARRAY].numpy()
+    if OBJECT not in value:
+        return {k: from_plain(v) for k, v in value.items()}
+    module, _, qualname = value[OBJECT].partition(":")
+    if not module.startswith("qptbench."):
+        raise TypeError(f"refusing to rebuild {value[OBJECT]} from the tensor cache")
+    cls = importlib.import_module(module)
+    for part in qualname.split("."):
+        cls = getattr(cls, part)
+    obj = cls.__new__(cls)
+    for key, field_value in value["fields"].items():
+        object.__setattr__(obj, key, from_plain(field_value))  # frozen dataclasses too
+    return obj
 
 
 def load_tensors(cache: dict[str, str], name: str, device: str):
@@ -129,7 +192,7 @@ def load_tensors(cache: dict[str, str], name: str, device: str):
     pin_threads()
     if name not in cache:
         raise NotImplementedError(f"{name}: ERIs exceed QPTBENCH_MAX_ERI_GB")
-    t = torch.load(cache[name], weights_only=False)
+    t = from_plain(torch.load(cache[name], weights_only=True))
     if t.n_ao != MOLECULES[name]:
         raise RuntimeError(f"{name}: N_AO {t.n_ao}, expected {MOLECULES[name]}")
     return t.to(device)
