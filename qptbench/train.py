@@ -426,6 +426,8 @@ def train(
         clock.start()
 
     def eval_due() -> bool:
+        if evaluate is None:
+            return False
         if config.eval_points:
             if next_point >= config.eval_points:  # the last point is the final evaluation
                 return False
@@ -531,10 +533,10 @@ def train(
                         writer.add_scalar(f"train/{k}", v, step)
                 bar.set_postfix(_postfix(step, sums, shares["share_data"],
                                          time_limit_s is not None), refresh=False)
-            if step % config.checkpoint_every == 0 or step == config.steps:
-                save()
             if eval_due():
-                pause_for_eval()
+                pause_for_eval()  # saves the checkpoint first
+            elif step % config.checkpoint_every == 0 or step == config.steps:
+                save()
     finally:
         bar.close()
         if own_stream and hasattr(stream, "close"):

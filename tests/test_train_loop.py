@@ -219,8 +219,8 @@ def test_budget_drives_schedules_stop_and_evaluation_points(tmp_path):
     metrics = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len(metrics) == len(calls) == 3 and len(set(calls)) == 3  # no duplicate final one
     fractions = [m["budget_fraction"] for m in metrics]
-    assert fractions[0] == pytest.approx(1 / 3, abs=0.05)
-    assert fractions[1] == pytest.approx(2 / 3, abs=0.05)
+    assert fractions[0] == pytest.approx(1 / 3, abs=0.08)  # crossed within a step
+    assert fractions[1] == pytest.approx(2 / 3, abs=0.08)
     assert fractions[2] == pytest.approx(1.0, abs=0.1)
     for m in metrics:
         assert m["trained_seconds"] == pytest.approx(m["budget_fraction"] * limit)
