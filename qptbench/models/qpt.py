@@ -3,8 +3,26 @@
 One token per atomic orbital.  Input = token embedding + a projection of the token's position
 (Fourier features).  A pre-LN transformer whose attention logits are biased by DFT matrices of the
 minao density (quantum-biased attention, two heads per matrix, remaining heads free).  The output
-is one more attention map with Q = K, so A = Aᵀ, added to H_init = F(D_minao):  H = H_init + A.
-The network runs in float32; A is cast to float64 at the boundary and everything after is DFT.
+is one more attention map, symmetric, added to H_init = F(D_minao):  H = H_init + A.  The network
+runs in float32; A is cast to float64 at the boundary and everything after is DFT.
+
+Output heads (``QPTConfig.head``), both from one projection Q = W LN(x) (N, d):
+
+- ``"psd"`` (default, the paper's): Q = K, A = Q Qᵀ / √d.  Positive semi-definite for every input,
+  so H = H_init + A can only raise H along every direction: vᵀHv ≥ vᵀH_init v for every v, so
+  (Courant–Fischer, S positive definite) every orbital energy, the k-th eigenvalue of (H, S), is
+  at least H_init's k-th.  A correction that must lower any of them is out of its reach.
+- ``"signed"``: A = Q diag(s) Qᵀ / √d with a learned vector s (d,), initialised to alternating
+  +1, −1.  Exactly symmetric; with p positive and n negative entries of s it represents any
+  symmetric A with at most p positive and n negative eigenvalues, i.e. A = P Pᵀ − M Mᵀ (Sylvester);
+  s is learned (1-D, so ``qptbench.train`` does not weight-decay it): the split can move.  We
+  chose it over the symmetrised (Q Kᵀ + K Qᵀ) / 2√d, the same form with s fixed at ±1 on 2d channels
+  (Q Kᵀ + K Qᵀ = ½[(Q+K)(Q+K)ᵀ − (Q−K)(Q−K)ᵀ]), because it keeps the psd head's parameters and
+  initialisation and adds only d numbers: setting every s_k = +1 gives back the psd head exactly,
+  so the two heads differ in the sign freedom and nothing else.  Initialisation: Q as for the psd
+  head (entries of variance out_init_ha / √d), so every entry of A starts at ~out_init_ha / √d and
+  the diagonal at zero mean (the psd head's diagonal starts at +out_init_ha): training starts from
+  H ≈ H_init for both.
 
 Deliberate departures from the authors' code (qpt-method.md §2, §5): softmax over keys (theirs
 normalised over queries); position bias from raw canonical positions (theirs: learned
@@ -32,7 +50,16 @@ class QPTConfig:
     n_heads: int = 16        # heads 0..13 carry the 7 bias matrices, two each
     d_ff_mult: int = 4
     n_fourier: int = 16      # sin/cos features per axis at wavelengths 1..32 Å (geometric)
-    out_init_ha: float = 1e-2  # typical |A_ii| at initialisation, Hartree
+    out_init_ha: float = 1e-2  # typical |A_ii| at initialisation (psd head), Hartree
+    head: str = "psd"          # output map: "psd" (Q = K, the paper's) or "signed" (see above)
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"unknown QPT output head {self.head!r}; choose from "
+                             f"{', '.join(HEADS)}")
+
+
+HEADS = ("psd", "signed")
 
 
 PRESETS = {
@@ -43,10 +70,11 @@ PRESETS = {
 }
 
 
-def preset_config(name: str, vocab_size: int) -> QPTConfig:
+def preset_config(name: str, vocab_size: int, **overrides) -> QPTConfig:
+    """The named preset; ``overrides`` set other fields, e.g. ``head="signed"``."""
     if name not in PRESETS:
         raise ValueError(f"unknown QPT preset {name!r}; choose from {', '.join(PRESETS)}")
-    return QPTConfig(vocab_size=vocab_size, **PRESETS[name])
+    return QPTConfig(vocab_size=vocab_size, **{**PRESETS[name], **overrides})
 
 
 def fourier_features(pos: torch.Tensor, n: int) -> torch.Tensor:
@@ -104,6 +132,8 @@ class QPT(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_out = nn.LayerNorm(cfg.d_model)
         self.q_out = nn.Linear(cfg.d_model, cfg.d_model)
+        if cfg.head == "signed":  # only then: psd checkpoints keep their state-dict keys
+            self.out_sign = nn.Parameter(torch.empty(cfg.d_model))
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -112,6 +142,9 @@ class QPT(nn.Module):
         s = math.sqrt(self.cfg.out_init_ha / math.sqrt(self.cfg.d_model))
         nn.init.normal_(self.q_out.weight, std=s / math.sqrt(self.cfg.d_model))
         nn.init.zeros_(self.q_out.bias)
+        if self.cfg.head == "signed":
+            with torch.no_grad():
+                self.out_sign.copy_(1.0 - 2.0 * (torch.arange(self.cfg.d_model) % 2))  # +1, -1, …
 
     def correction(self, tokens: torch.Tensor, positions: torch.Tensor,
                    biases: torch.Tensor) -> torch.Tensor:
@@ -123,7 +156,8 @@ class QPT(nn.Module):
         for block in self.blocks:
             x = block(x, mask)                                                  # (N, d)
         q = self.q_out(self.ln_out(x))                                          # (N, d)
-        a = q @ q.T / math.sqrt(self.cfg.d_model)                               # (N, N), Q = K
+        k = q * self.out_sign if self.cfg.head == "signed" else q               # Q diag(s) or Q
+        a = k @ q.T / math.sqrt(self.cfg.d_model)                               # (N, N)
         return 0.5 * (a + a.T)  # float32 matmul is not bitwise symmetric; make A = Aᵀ exact
 
     def forward(self, sample: QPTSample) -> torch.Tensor:
