@@ -146,3 +146,20 @@ def test_boolean_flags_still_parse():
         for flag in flags:
             key, value = expected[flag]
             assert params[key] is value, (cmd, flag)
+
+
+def test_run_help_defaults_match_the_harness_presets():
+    """The numbers `run --help` quotes for --n-train, --n-val and --seeds are the presets'."""
+    import dataclasses
+
+    from typer.main import get_command
+
+    from qptbench import harness
+
+    if "seeds" not in {f.name for f in dataclasses.fields(harness.HarnessConfig)}:
+        pytest.skip("HarnessConfig has no seeds field yet")
+    params = {p.name: p.help for p in get_command(app).commands["run"].params}
+    for option, key in (("n_train", "n_train"), ("n_val", "n_val"), ("seeds", "seeds")):
+        for preset in ("smoke", "small"):
+            value = getattr(harness.make_config(preset), key)
+            assert f"{preset} {value:,}" in params[option], (option, preset, value)
