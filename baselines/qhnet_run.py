@@ -46,20 +46,28 @@ Remaining deviations from QHNet's recipe (what QHNet did -> what we do -> why):
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from qptbench.errors import InputError
+from qptbench.evaluation.evaluator import Evaluator
+from qptbench.evaluation.references import Reference
+from qptbench.geometry import Molecule
 from qptbench.ledger import Ledger, read_ledger, totals
-from qptbench.train import TrainConfig, train
+from qptbench.train import TrainConfig, load_best, load_checkpoint, train
 
 from .qhnet import QHNET_SCHEDULE, QHNet, QHNetConfig, preset
 from .qhnet_data import LabelledSet, batch_factory, open_store
 from .qhnet_orbitals import element_shells
-from .qhnet_train import Evaluator, make_loss_fn, predict
+from .qhnet_train import make_loss_fn, predict
+
+FIXES_H = True  # trained on labelled H: its raw output is meant to be H* itself (k = 0 scored)
+INFERENCE_MIN_MOLECULES = 10
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -99,7 +107,7 @@ def train_config(cfg: QHNetConfig, options: RunOptions) -> TrainConfig:
         weight_decay=s["weight_decay"], betas=s["betas"], grad_clip=s["grad_clip"], accumulate=1,
         ema_decay=s["ema_decay"], log_every=10, eval_every=options.eval_every,
         checkpoint_every=options.checkpoint_every, seed=options.seed,
-        best_metric="delta_h_uha")  # QHNet: best validation H MAE (EMA weights)
+        best_metric="delta_h_uha_k0")  # QHNet: best validation H MAE (EMA weights), raw output
 
 
 def _model_spec(out: Path, options: RunOptions, train_set: LabelledSet) -> dict[str, Any]:
@@ -120,13 +128,74 @@ def _model_spec(out: Path, options: RunOptions, train_set: LabelledSet) -> dict[
     return spec
 
 
-def run(options: RunOptions, ledger: Ledger | None = None,
-        time_limit_s: float | None = None) -> dict[str, Any]:
-    """Train and evaluate; ``ledger``: book into a harness's run ledger (which has booked the
-    labelling itself); ``time_limit_s``: stop training after this much wall time."""
-    import time
+def as_references(data: LabelledSet) -> list[Reference]:
+    """The shared evaluator's references for a labelled split (the store's own labels)."""
+    return [Reference(data.molecule(k), float(data.energy[k]), data.fock[k], data.overlap[k],
+                      data.n_occ, float("nan"), int(data.indices[k])) for k in range(len(data))]
 
-    from qptbench.runtime import resolve_device, synchronize
+
+def positions_set(molecules: list[Molecule], like: LabelledSet) -> LabelledSet:
+    """A LabelledSet carrying only geometries (for ``predict``); labels are zeros, unused."""
+    n = len(molecules)
+    zeros = np.zeros((n, *like.fock.shape[1:]))
+    return LabelledSet(like.numbers, like.charge, np.stack([m.positions for m in molecules]),
+                       zeros, zeros, np.zeros(n), like.n_occ, np.arange(n), like.level)
+
+
+def build_model(spec: dict[str, Any], device: torch.device) -> QHNet:
+    cfg = QHNetConfig(**spec["config"])
+    shells = {int(z): tuple(ls) for z, ls in spec["element_shells"].items()}
+    return QHNet(cfg, shells).to(device=device, dtype=DTYPES[spec["dtype"]])
+
+
+def load_model(out_dir: str | Path, device: torch.device) -> QHNet:
+    """The selected model of a run directory: ``best.pt`` (best validation ΔH, QHNet's rule)
+    when there is one, else the last checkpoint (EMA weights); loaded without pickles."""
+    out = Path(out_dir)
+    spec = json.loads((out / "model.json").read_text())
+    model = build_model(spec, device)
+    if load_best(model, out) is None:
+        ckpt = load_checkpoint(out / "checkpoint.pt")
+        model.load_state_dict(ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"])
+    return model.eval()
+
+
+def predict_molecules(out_dir: str | Path, molecules: list[Molecule], like: LabelledSet,
+                      device: torch.device) -> list[np.ndarray]:
+    """Predicted H (PySCF order, Ha, each molecule's own frame: the model is equivariant)."""
+    with torch.no_grad():
+        return list(predict(load_model(out_dir, device), positions_set(molecules, like)))
+
+
+def measure_inference(model: QHNet, data: LabelledSet, pyscf_seconds: float,
+                      device: torch.device) -> dict[str, Any]:
+    """Network seconds per molecule: median over ≥ 10 single-molecule calls (the held-out ones,
+    cycled if fewer) after one untimed warm-up call."""
+    from qptbench.runtime import synchronize
+
+    n = max(INFERENCE_MIN_MOLECULES, len(data))
+    times = []
+    with torch.no_grad():
+        for i in range(n + 1):
+            one = data.subset([i % len(data)])
+            tic = time.perf_counter()
+            predict(model, one, chunk=1)
+            synchronize(device)
+            if i:  # the first call is the warm-up
+                times.append(time.perf_counter() - tic)
+    return {"network_seconds": float(np.median(times)), "pyscf_scf_seconds": pyscf_seconds,
+            "n": len(times), "statistic": "median after 1 warm-up call", "device": str(device)}
+
+
+def run(options: RunOptions, ledger: Ledger | None = None,
+        time_limit_s: float | None = None, evaluator: Evaluator | None = None,
+        desc: str = "QHNet training") -> dict[str, Any]:
+    """Train and evaluate; ``ledger``: book into a harness's run ledger (which has booked the
+    labelling itself); ``time_limit_s``: stop training after this much wall time;
+    ``evaluator``: the harness's shared evaluator (default: one built here on the first
+    ``energy_molecules`` validation labels).  The baseline scores nothing itself: validation and
+    test metrics come from ``qptbench.evaluation``."""
+    from qptbench.runtime import resolve_device
 
     if options.dtype not in DTYPES:
         raise InputError(f"unknown dtype {options.dtype!r}; choose float32 or float64")
@@ -158,43 +227,41 @@ def run(options: RunOptions, ledger: Ledger | None = None,
                       n_train_used=len(train_set), note="read from the label store")
 
     spec = _model_spec(out, options, train_set)
-    cfg = QHNetConfig(**spec["config"])
-    shells = {int(z): tuple(ls) for z, ls in spec["element_shells"].items()}
     torch.manual_seed(options.seed)
-    model = QHNet(cfg, shells).to(device=device, dtype=dtype)
+    model = build_model(spec, device)
     model.fit_reference(train_set.numbers, torch.as_tensor(train_set.fock, device=device,
                                                            dtype=dtype))
     level = train_set.level
-    # metrics.jsonl rows carry the shared metric names; result.json prefixes them with val_
-    evaluate = Evaluator(val_set, level, options.energy_molecules, ledger, device)
-    config = train_config(cfg, options)
-    batches = batch_factory(train_set, cfg.batch_size, options.seed, dtype, device)
+    if evaluator is None:
+        n_eval = max(1, min(options.energy_molecules, len(val_set)))
+        with ledger.phase("tensors", what="validation tensors (evaluator)", n=n_eval):
+            evaluator = Evaluator(as_references(val_set.subset(range(n_eval))), level, device)
+    eval_set = positions_set(evaluator.molecules(), train_set)
+
+    def evaluate(net: torch.nn.Module, step: int) -> dict[str, float]:
+        return evaluator.curve_point(list(predict(net, eval_set)), fixes_h=FIXES_H)
+
+    config = train_config(QHNetConfig(**spec["config"]), options)
+    batches = batch_factory(train_set, model.config.batch_size, options.seed, dtype, device)
     result = train(model, make_loss_fn(train_set.numbers), batches, config, out,
                    resume=options.resume, evaluate=evaluate, ledger=ledger,
                    progress=options.progress, extra_state={"qhnet": spec},
-                   time_limit_s=time_limit_s)
+                   time_limit_s=time_limit_s, desc=desc)
     n_params = sum(p.numel() for p in model.parameters())
     (out / "model.json").write_text(json.dumps({**spec, "parameters": n_params}, indent=1))
     last = dict(result.evaluations[-1]) if result.evaluations else {}
     final: dict[str, Any] = {("val_" + k if k not in ("step", "eval_seconds") else k): v
                              for k, v in last.items()}
-    model.eval()
-    tic = time.perf_counter()
-    predict(model, val_set, chunk=1)
-    synchronize(device)
-    network_s = (time.perf_counter() - tic) / max(len(val_set), 1)
-    (out / "inference.json").write_text(json.dumps({
-        "network_seconds": network_s, "pyscf_scf_seconds": cost.wall_seconds / max(
-            cost.n_labels + cost.n_failed, 1), "n": len(val_set), "device": str(device)},
-        indent=1))
+    model = load_model(out, device)
+    per_label = cost.wall_seconds / max(cost.n_labels + cost.n_failed, 1)
+    (out / "inference.json").write_text(json.dumps(
+        measure_inference(model, eval_set, per_label, device), indent=1))
     if test_set is not None:
-        ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
-        model.load_state_dict(ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"])
-        model.eval()
-        tester = Evaluator(test_set, level, options.energy_molecules, ledger, device,
-                           prefix="test_")
+        with ledger.phase("tensors", what="validation tensors (test split)", n=len(test_set)):
+            tester = Evaluator(as_references(test_set), level, device)
         with ledger.phase("eval", split="test", molecules=len(test_set)):
-            final.update(tester(model, result.step))
+            scores = tester.curve_point(list(predict(model, test_set)), fixes_h=FIXES_H)
+        final.update({f"test_{k}": v for k, v in scores.items()})
     hours = {f"{k}_hours": v / 3600 for k, v in totals(read_ledger(ledger.path)).items()}
     summary = {"preset": options.preset, "parameters": n_params,
                "n_train": len(train_set), "n_val": len(val_set),

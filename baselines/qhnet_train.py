@@ -2,9 +2,8 @@
 
 Loss: mean |ΔH| + mean ΔH² over all N² entries (Hartree, MAE + MSE with weight 1 each), as the
 released QHNet and PhiSNet code do; the papers describe it as "MAE + RMSE", but RMSE is only
-logged.  Evaluation uses the shared metrics: ΔH, Δε (all and occupied), ψ, and ΔE, the energy of
-the predicted H after one DFT iteration through our E(·) (``qptbench.energy.energy``) against
-the PySCF label energy, which the QHNet papers do not report.
+logged.  Nothing here scores the model: validation and test go through the shared evaluator
+(``qptbench.evaluation``), the same code and protocol as every other method.
 """
 
 from __future__ import annotations
@@ -15,9 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from qptbench.ledger import Ledger
-from qptbench.level import LevelOfTheory
-from qptbench.metrics import HARTREE_TO_UHA, energy_error_mev, hamiltonian_metrics, mean_metrics
+from qptbench.metrics import HARTREE_TO_UHA
 
 from .qhnet_data import Batch, LabelledSet
 
@@ -125,62 +122,3 @@ def solve_readout(model: torch.nn.Module, data: LabelledSet, rcond: float = 1e-1
             last.weight += update[:, :-1]
             last.bias += update[:, -1]
     return float(np.abs(predict(model, data) - data.fock).mean() * HARTREE_TO_UHA)
-
-
-class Evaluator:
-    """``evaluate(model, step)`` for ``qptbench.train.train``: mean metrics over a labelled set.
-
-    ΔE needs the DFT tensors of each geometry; they are built once, for the first
-    ``energy_molecules`` conformations (0 skips ΔE), and their cost goes to the ledger.
-    ``delta_e_ref_h_mev`` is the same ΔE for the reference H itself: the floor set by E(·) vs PySCF.
-    """
-
-    def __init__(self, data: LabelledSet, level: LevelOfTheory | None = None,
-                 energy_molecules: int = 20, ledger: Ledger | None = None,
-                 device: torch.device | str = "cpu", prefix: str = ""):
-        self.data, self.level = data, level or LevelOfTheory()
-        self.ledger, self.device = ledger, device
-        self.n_energy = min(int(energy_molecules), len(data))
-        self.prefix = prefix
-        self._tensors: list | None = None
-        self._floor: float | None = None
-
-    def _dft_tensors(self) -> list:
-        if self._tensors is None:
-            from qptbench.energy import energy
-            from qptbench.tensors import build_tensors
-
-            def build():
-                self._tensors = [build_tensors(self.data.molecule(k), self.level, self.device)
-                                 for k in range(self.n_energy)]
-                self._floor = float(np.mean([
-                    energy_error_mev(float(energy(t, torch.as_tensor(
-                        self.data.fock[k], device=t.overlap.device))), self.data.energy[k])
-                    for k, t in enumerate(self._tensors)])) if self.n_energy else float("nan")
-
-            if self.ledger is not None:
-                with self.ledger.phase("tensors", molecules=self.n_energy,
-                                       what="validation tensors for ΔE"):
-                    build()
-            else:
-                build()
-        return self._tensors
-
-    def __call__(self, model: torch.nn.Module, step: int) -> dict[str, float]:
-        from qptbench.energy import energy
-
-        h_pred = predict(model, self.data)
-        d = self.data
-        rows = [hamiltonian_metrics(h_pred[k], d.fock[k], d.overlap[k], d.n_occ)
-                for k in range(len(d))]
-        out = mean_metrics(rows)
-        if self.n_energy:
-            tensors = self._dft_tensors()
-            errors = [energy_error_mev(float(energy(t, torch.as_tensor(
-                h_pred[k], device=t.overlap.device))), d.energy[k])
-                for k, t in enumerate(tensors)]
-            out["delta_e_mev"] = float(np.mean(errors))
-            out["delta_e_ref_h_mev"] = self._floor
-        out["n_molecules"] = out["n_val"] = len(d)  # n_val: the name the tables read
-        out["n_energy_molecules"] = self.n_energy
-        return {f"{self.prefix}{k}": v for k, v in out.items()}

@@ -5,14 +5,16 @@ paper: one iteration early on, a density-mixed one (α = 0.5) added at ``mix_at`
 150k of 200k), and a final unmixed one for validation.  PySCF labels are used only to score.
 
 Validation compares QPT with the *zero model* (A = 0: the minao Fock matrix followed by the same
-DFT iterations); a trained network is only interesting where it beats that.
+DFT iterations); a trained network is only interesting where it beats that.  QPT does not score
+itself: validation goes through the shared evaluator (``qptbench.evaluation``), which scores every
+method and control with one protocol in the reference geometries' own frames.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -22,16 +24,21 @@ import torch
 
 from qptbench.energy import energy as dft_energy
 from qptbench.energy import sandwich
+from qptbench.errors import InputError
+from qptbench.evaluation import references
+from qptbench.evaluation.evaluator import Evaluator
+from qptbench.evaluation.references import Reference
 from qptbench.frames import ao_rotation
 from qptbench.geometry import Molecule
-from qptbench.ledger import Ledger
+from qptbench.ledger import Ledger, cpu_seconds
 from qptbench.level import LevelOfTheory
-from qptbench.metrics import HARTREE_TO_MEV, energy_error_mev, hamiltonian_metrics, mean_metrics
 from qptbench.models.qpt import QPT, count_parameters, preset_config
 from qptbench.models.qpt_inputs import QPTSample, Vocabulary, prepare_sample
 from qptbench.train import SkipStep, TrainConfig, train
 
 VALIDATION_MIXES = (0.5, 0.0)  # the paper's 1 + 3: D1, mixed D2, unmixed D3
+FIXES_H = False  # trained on the energy alone: H is fixed only up to its occupied subspace
+INFERENCE_MIN_MOLECULES = 10
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,7 @@ class QPTRunConfig:
     grid_level: int = 3
     workers: int = 1
     eval_every: int = 250
+    eval_points: int = 0                # > 0: evaluate at k/eval_points of the budget (or steps)
     seed: int = 0
     explode_ha: float = 1.0             # an energy this far above the zero model's is skipped
     checkpoint_every: int = 50
@@ -63,7 +71,7 @@ class QPTRunConfig:
     def train_config(self) -> TrainConfig:
         return TrainConfig(steps=self.steps, lr=self.lr, min_lr=self.min_lr,
                            warmup_steps=self.warmup_steps, log_every=10,
-                           eval_every=self.eval_every,
+                           eval_every=self.eval_every, eval_points=self.eval_points,
                            checkpoint_every=self.checkpoint_every, seed=self.seed)
 
 
@@ -151,6 +159,9 @@ def make_source(cfg: QPTRunConfig, stream: int) -> Callable[[int], Molecule]:
 class Prepared:
     sample: QPTSample
     e_zero_ha: float  # one-iteration energy of the zero model (A = 0): the explosion yardstick
+    wall_seconds: float = 0.0  # what preparing it cost, measured where it ran (a worker or not)
+    cpu_seconds: float = 0.0
+    booked: bool = False       # set by the loss once it has counted this sample's cost
 
 
 class Preparer:
@@ -160,27 +171,61 @@ class Preparer:
         self.vocab, self.level = vocab, level
 
     def __call__(self, molecule: Molecule) -> Prepared:
+        tic, cpu = time.perf_counter(), cpu_seconds()
         sample = prepare_sample(molecule, self.vocab, self.level)
         with torch.no_grad():
             e0 = float(dft_energy(sample.tensors, sample.h_init))
-        return Prepared(sample, e0)
+        return Prepared(sample, e0, time.perf_counter() - tic, cpu_seconds() - cpu)
 
 
 class ImplicitDFTLoss:
-    """E(H_init + A) after 1 (or, from ``mix_step`` on, 2) DFT iterations, in Hartree."""
+    """E(H_init + A) after 1 (or, once ``mix_at`` of training is done, 2) DFT iterations, Ha.
 
-    def __init__(self, device: torch.device, mix_step: int, explode_ha: float) -> None:
-        self.device, self.mix_step, self.explode_ha, self.step = device, mix_step, explode_ha, 0
+    "Done" is the fraction the training loop reports (``set_progress``): of the steps, or of the
+    wall-clock budget when one is set, so a budgeted run reaches the mixed iteration too.  The
+    loss also totals the preparation cost of each new sample it sees (``book``).
+    """
+
+    def __init__(self, device: torch.device, mix_at: float, steps: int,
+                 explode_ha: float) -> None:
+        self.device, self.mix_at, self.steps, self.explode_ha = device, mix_at, steps, explode_ha
+        self.step, self.fraction = 0, 0.0
+        self.prep_wall = self.prep_cpu = 0.0
+        self.prep_n = 0
 
     def set_step(self, step: int) -> None:
         self.step = step
+        self.fraction = max(self.fraction, step / max(self.steps, 1))
+
+    def set_progress(self, fraction: float) -> None:
+        self.fraction = max(self.fraction, float(fraction))
+
+    def book(self, ledger: Ledger, workers: int) -> None:
+        """Ledger entry for the training samples' tensor preparation.  In-process (workers = 0)
+        it ran inside the training loop's wall-clock, so the entry says so and the report moves
+        it from training to tensor preparation; in workers it overlapped training, so its wall
+        time is not the route's (kept as ``hidden_wall_seconds``) but its CPU time is."""
+        if not self.prep_n:
+            return
+        inside = workers == 0
+        ledger.record("tensors", self.prep_wall if inside else 0.0, self.prep_cpu,
+                      what="training samples", n=self.prep_n, workers=workers,
+                      included_in="train" if inside else "",
+                      hidden_wall_seconds=0.0 if inside else self.prep_wall)
+        self.prep_wall = self.prep_cpu = 0.0
+        self.prep_n = 0
 
     def __call__(self, model: QPT, item: Prepared) -> tuple[torch.Tensor, dict[str, float]]:
+        if not item.booked:
+            item.booked = True
+            self.prep_wall += item.wall_seconds
+            self.prep_cpu += item.cpu_seconds
+            self.prep_n += 1
         sample = item.sample.to(self.device)
         tic = time.perf_counter()
         h = model(sample)
         tac = time.perf_counter()
-        mixes = (0.5,) if self.step >= self.mix_step else ()
+        mixes = (0.5,) if self.fraction >= self.mix_at else ()
         e = dft_energy(sample.tensors, h, mixes)
         toc = time.perf_counter()
         above = float(e.detach()) - item.e_zero_ha
@@ -191,110 +236,108 @@ class ImplicitDFTLoss:
                    "energy_ms": 1e3 * (toc - tac)}
 
 
-@dataclass
-class Reference:
-    molecule: Molecule      # input frame
-    energy: float           # Ha
-    fock: np.ndarray        # converged H*, input frame
-    overlap: np.ndarray
-    n_occ: int
-    seconds: float          # PySCF SCF wall time for this label
-
-
 def make_references(cfg: QPTRunConfig, out_dir: Path, ledger: Ledger) -> list[Reference]:
-    """PySCF labels of the validation conformations, cached in the run directory."""
-    cache = out_dir / "references.pt"
+    """The held-out references: the val split of ``cfg.dataset`` when one is given (``--dataset``
+    or ``--val``), else PySCF labels made here for ``n_val`` geometries of the validation stream.
+    Cached in the run directory as plain arrays (``references.npz``, no pickles)."""
+    cache = out_dir / "references.npz"
     if cache.exists():
-        return torch.load(cache, weights_only=False)
-    refs: list[Reference] = []
-    if cfg.dataset is not None and cfg.sampler == "dataset":
-        from qptbench.data.store import Dataset
-
-        with Dataset.open(cfg.dataset) as ds, ledger.phase("reference", source=cfg.dataset):
-            for i in ds.split("val")[: cfg.n_val]:
-                lab = ds.label(int(i))
-                refs.append(Reference(ds.molecule(int(i)), lab.energy, lab.fock, lab.overlap,
-                                      lab.n_occ, lab.wall_seconds))
+        return references.load(cache)
+    if cfg.dataset is not None:
+        with ledger.phase("reference", source=cfg.dataset) as extra:
+            refs = references.from_dataset(cfg.dataset, "val", cfg.n_val)
+            extra["n"] = len(refs)
     else:
-        from qptbench.labels import pyscf_rks
-
         source = make_source(cfg, stream=1)
         with ledger.phase("reference", n=cfg.n_val) as extra:
-            for i in range(cfg.n_val):
-                mol = source(i)
-                lab = pyscf_rks(mol, cfg.level(), conv_tol=1e-10)
-                if not lab.converged:
-                    continue
-                refs.append(Reference(mol, lab.energy, lab.fock, lab.overlap, lab.n_occ,
-                                      lab.seconds))
+            refs = references.from_pyscf([source(i) for i in range(cfg.n_val)], cfg.level())
             extra["n_converged"] = len(refs)
-    torch.save(refs, cache)
+    if not refs:
+        raise InputError("no converged validation reference to score against")
+    references.save(refs, cache)
     return refs
 
 
-def _score(sample: QPTSample, u: np.ndarray, h: torch.Tensor, ref: Reference
-           ) -> dict[str, float]:
-    """Metrics of H after the validation iterations; ``u`` rotates the canonical frame back."""
-    res = sandwich(sample.tensors, h, VALIDATION_MIXES, with_fock=True)
-    h_pred = u @ res.fock.cpu().numpy() @ u.T
-    e = float(res.energy)
-    return {"delta_e_mev": energy_error_mev(e, ref.energy),
-            "e_pred_minus_ref_mev": (e - ref.energy) * HARTREE_TO_MEV,
-            **hamiltonian_metrics(h_pred, ref.fock, ref.overlap, ref.n_occ)}
+class Predictor:
+    """QPT's predictions for fixed geometries, in each geometry's own frame (PySCF AO order).
+
+    The samples (canonical-frame tensors, tokens, biases) and the AO rotations back to the input
+    frame are built once per geometry and kept; this is what the evaluator is handed.
+    """
+
+    def __init__(self, molecules: Sequence[Molecule], preparer: Preparer,
+                 device: torch.device) -> None:
+        self.samples = [preparer(m).sample.to(device) for m in molecules]
+        self.rotations = [torch.as_tensor(ao_rotation(s.shell_ls, s.rotation), device=device)
+                          for s in self.samples]
+
+    @torch.no_grad()
+    def __call__(self, model: QPT) -> list[np.ndarray]:
+        out = []
+        for sample, u in zip(self.samples, self.rotations, strict=True):
+            h = model(sample).to(torch.float64)
+            out.append((u @ h @ u.mT).cpu().numpy())
+        return out
 
 
-class Evaluator:
-    """Scores QPT and the zero model on the validation references (3 DFT iterations)."""
+def curve_evaluator(evaluator: Evaluator, predictor: Predictor) -> Callable[[QPT, int], dict]:
+    """``evaluate(model, step)`` for the training loop: the shared evaluator's curve point."""
 
-    def __init__(self, refs: list[Reference], preparer: Preparer, device: torch.device) -> None:
-        self.refs, self.device = refs, device
-        self.samples = [preparer(r.molecule).sample.to(device) for r in refs]
-        # canonical frame -> each reference's frame; fixed per molecule, so built once
-        self.rotations = [ao_rotation(s.shell_ls, s.rotation) for s in self.samples]
-        with torch.no_grad():
-            zero = [_score(s, u, s.h_init, r) for s, u, r in self._each()]
-        self.zero = {f"zero_{k}": v for k, v in mean_metrics(zero).items()}
+    def evaluate(model: QPT, step: int) -> dict[str, float]:
+        return evaluator.curve_point(predictor(model), fixes_h=FIXES_H)
 
-    def _each(self):
-        return zip(self.samples, self.rotations, self.refs, strict=True)
-
-    def __call__(self, model: QPT, step: int) -> dict[str, float]:
-        rows = [_score(s, u, model(s), r) for s, u, r in self._each()]
-        return {**mean_metrics(rows), **self.zero, "n_val": len(rows)}
+    return evaluate
 
 
-def measure_inference(model: QPT, refs: list[Reference], preparer: Preparer,
-                      device: torch.device) -> dict[str, float]:
-    """Seconds per molecule: tensor preparation, network, the 3 DFT iterations; PySCF's SCF."""
+def measure_inference(model: QPT, molecules: Sequence[Molecule], preparer: Preparer,
+                      device: torch.device, pyscf_seconds: Sequence[float],
+                      min_molecules: int = INFERENCE_MIN_MOLECULES) -> dict[str, Any]:
+    """Seconds per molecule, medians over ≥ ``min_molecules`` timed calls (the held-out
+    geometries, cycled if there are fewer) after one untimed warm-up call: tensor preparation,
+    network, the 3 DFT iterations; PySCF's SCF from its labels."""
     from qptbench.runtime import synchronize
 
-    tensor_s = network_s = dft_s = 0.0
     model.eval()
+    times: dict[str, list[float]] = {"tensor": [], "network": [], "dft": []}
+    order = [molecules[0]] + [molecules[i % len(molecules)]
+                              for i in range(max(min_molecules, len(molecules)))]
     with torch.no_grad():
-        for ref in refs:
+        for n, mol in enumerate(order):
             tic = time.perf_counter()
-            sample = preparer(ref.molecule).sample.to(device)
+            sample = preparer(mol).sample.to(device)
             synchronize(device)
             tac = time.perf_counter()
             h = model(sample)
             synchronize(device)
             toc = time.perf_counter()
             sandwich(sample.tensors, h, VALIDATION_MIXES).energy.item()
-            tensor_s, network_s = tensor_s + tac - tic, network_s + toc - tac
-            dft_s += time.perf_counter() - toc
-    n = max(len(refs), 1)
-    return {"tensor_seconds": tensor_s / n, "network_seconds": network_s / n,
-            "dft_seconds": dft_s / n, "pyscf_scf_seconds": sum(r.seconds for r in refs) / n,
-            "n": len(refs), "device": str(device)}
+            done = time.perf_counter()
+            if n == 0:
+                continue  # warm-up: first-call allocations and lazy initialisation
+            times["tensor"].append(tac - tic)
+            times["network"].append(toc - tac)
+            times["dft"].append(done - toc)
+    return {**{f"{k}_seconds": float(np.median(v)) for k, v in times.items()},
+            "pyscf_scf_seconds": float(np.median(pyscf_seconds)), "n": len(times["network"]),
+            "statistic": "median after 1 warm-up call", "device": str(device)}
+
+
+def build_model(cfg: QPTRunConfig, device: torch.device) -> tuple[QPT, Vocabulary]:
+    vocab = Vocabulary.from_basis(cfg.basis)
+    torch.manual_seed(cfg.seed)
+    return QPT(preset_config(cfg.model, vocab.size)).to(device), vocab
 
 
 def run(cfg: QPTRunConfig, out_dir: str | Path, device: torch.device, resume: bool = False,
         progress: bool = True, ledger: Ledger | None = None,
-        time_limit_s: float | None = None) -> dict[str, Any]:
-    """Train QPT as configured; returns the final evaluation (QPT and zero model).
+        time_limit_s: float | None = None, evaluator: Evaluator | None = None,
+        desc: str = "QPT training") -> dict[str, Any]:
+    """Train QPT as configured; returns the summary (last curve point of the shared evaluator).
 
     ``ledger``: book into this (a harness's run ledger) instead of ``out_dir/ledger.jsonl``;
-    ``time_limit_s``: stop training when this much wall time has been spent in it.
+    ``time_limit_s``: the wall-clock budget of tensor preparation + training;
+    ``evaluator``: the harness's shared evaluator (default: one built here on the references).
+    The trained model is in ``out_dir/checkpoint.pt`` (``load_model``).
     """
     from qptbench.data.stream import WindowedStream
 
@@ -305,24 +348,50 @@ def run(cfg: QPTRunConfig, out_dir: str | Path, device: torch.device, resume: bo
         cfg = replace(QPTRunConfig(**json.loads(saved.read_text())), steps=cfg.steps)
     saved.write_text(json.dumps(asdict(cfg), indent=1))
     ledger = ledger or Ledger(out / "ledger.jsonl", device=str(device), method="qpt")
-    vocab = Vocabulary.from_basis(cfg.basis)
-    torch.manual_seed(cfg.seed)
-    model = QPT(preset_config(cfg.model, vocab.size)).to(device)
+    model, vocab = build_model(cfg, device)
     (out / "model.json").write_text(json.dumps(
         {**asdict(model.cfg), "parameters": count_parameters(model)}, indent=1))
     preparer = Preparer(vocab, cfg.level())
-    refs = make_references(cfg, out, ledger)
-    with ledger.phase("tensors", what="validation samples", n=len(refs)):
-        evaluator = Evaluator(refs, preparer, device)
+    if evaluator is None:
+        refs = make_references(cfg, out, ledger)
+        with ledger.phase("tensors", what="validation tensors (evaluator)", n=len(refs)):
+            evaluator = Evaluator(refs, cfg.level(), device)
+    with ledger.phase("tensors", what="validation samples (QPT inputs)", n=len(evaluator)):
+        predictor = Predictor(evaluator.molecules(), preparer, device)
     stream = WindowedStream(make_source(cfg, stream=0), preparer, cfg.window, cfg.workers)
-    loss = ImplicitDFTLoss(device, int(cfg.mix_at * cfg.steps), cfg.explode_ha)
+    loss = ImplicitDFTLoss(device, cfg.mix_at, cfg.steps, cfg.explode_ha)
     result = train(model, loss, stream, cfg.train_config(), out, resume=resume,
-                   evaluate=evaluator, ledger=ledger, progress=progress,
-                   time_limit_s=time_limit_s)
-    (out / "inference.json").write_text(json.dumps(
-        measure_inference(model, refs, preparer, device), indent=1))
+                   evaluate=curve_evaluator(evaluator, predictor), ledger=ledger,
+                   progress=progress, time_limit_s=time_limit_s, desc=desc)
+    loss.book(ledger, cfg.workers)
+    (out / "inference.json").write_text(json.dumps(measure_inference(
+        model, evaluator.molecules(), preparer, device,
+        [r.seconds for r in evaluator.refs]), indent=1))
     final = result.evaluations[-1] if result.evaluations else {}
-    (out / "summary.json").write_text(json.dumps(
-        {"step": result.step, "skipped": result.skipped, "parameters": count_parameters(model),
-         "molecules_prepared_this_run": stream.prepared, **final}, indent=1))
-    return final
+    with ledger.phase("eval", what="zero model (control)", n=len(evaluator)):
+        zero = evaluator.curve_routes(evaluator.control_routes("zero"))
+    summary = {**{f"zero_{k}": v for k, v in zero.items() if k != "n_val"},
+               "step": result.step, "skipped": result.skipped,
+               "parameters": count_parameters(model),
+               "molecules_prepared_this_run": stream.prepared, **final}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def load_model(out_dir: str | Path, device: torch.device) -> tuple[QPT, QPTRunConfig]:
+    """The trained model of a run directory (its last checkpoint), loaded without pickles."""
+    out = Path(out_dir)
+    cfg = QPTRunConfig(**json.loads((out / "config.json").read_text()))
+    model, _ = build_model(cfg, device)
+    ckpt = torch.load(out / "checkpoint.pt", map_location=device, weights_only=True)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model, cfg
+
+
+def predict(out_dir: str | Path, molecules: Sequence[Molecule], device: torch.device
+            ) -> list[np.ndarray]:
+    """Predicted H of each molecule in its own frame (PySCF AO order, Ha), from a run directory."""
+    model, cfg = load_model(out_dir, device)
+    preparer = Preparer(Vocabulary.from_basis(cfg.basis), cfg.level())
+    return Predictor(molecules, preparer, device)(model)

@@ -144,7 +144,11 @@ class Evaluator:
     def curve_point(self, predictions: Sequence[np.ndarray | torch.Tensor],
                     fixes_h: bool = True) -> dict[str, float]:
         """Means over molecules per k, keys ``{metric}_k{k}``: one point of a training curve."""
-        rows = self.score(predictions, "curve", fixes_h=fixes_h)
+        return self.curve_routes(self.routes(predictions), fixes_h)
+
+    def curve_routes(self, routes: Sequence[dict[int, State]], fixes_h: bool = True
+                     ) -> dict[str, float]:
+        rows = self.score_routes(routes, "curve", fixes_h=fixes_h)
         out: dict[str, float] = {"n_val": len(self.refs)}
         for k in K_VALUES:
             for m in METRICS:
