@@ -25,6 +25,8 @@ def test_sample_label_info(tmp_path, monkeypatch):
     summary = json.loads(result.stdout)
     assert summary["n_labels"] == 2 and summary["n_remaining"] == 2
     assert summary["mean_seconds_per_label"] > 0
+    assert summary["workers"] * summary["threads_per_worker"] <= max(summary["cores"], 2)
+    assert [p.name for p in tmp_path.iterdir()] == ["w.h5"]  # no lock file, no empty journal
     result = runner.invoke(app, ["data", "info", "w.h5", "--json"])
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)

@@ -113,6 +113,7 @@ def fold(path: Path, conv_tol: float | None = None, max_cycle: int | None = None
                   *(folder.glob(".*.tmp") if folder.is_dir() else [])]:
         stale.unlink(missing_ok=True)  # left by a killed fold or commit; never part of the data
     if not entries:
+        _remove_if_empty(folder)
         return 0
     h5py = h5py_module()
     tmp = path.with_name(path.name + ".tmp-fold")
@@ -157,7 +158,14 @@ def fold(path: Path, conv_tol: float | None = None, max_cycle: int | None = None
     fsync_dir(path.parent)
     for entry in entries.values():
         entry.path.unlink(missing_ok=True)
+    _remove_if_empty(folder)
     return len(entries)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """A folded journal leaves no empty folder behind (``commit`` makes it again when needed)."""
+    with contextlib.suppress(OSError):  # missing, or not empty: keep it
+        folder.rmdir()
 
 
 @contextlib.contextmanager
