@@ -18,7 +18,9 @@ HELP_MODE = None
 MOLECULES = ", ".join(builtin_names())  # from qptbench/geometries/*.xyz
 
 app = typer.Typer(
-    help="qptbench: QPT's implicit DFT loss vs supervised Hamiltonian models, measured honestly.",
+    help="qptbench: QPT's implicit DFT loss vs supervised Hamiltonian models, measured honestly."
+         "\n\nStart with `qptbench run --molecule water` (the smoke preset: a few minutes on 2 CPU"
+         " cores), then `qptbench tables runs/run`.  `qptbench COMMAND --help` explains each.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -40,16 +42,20 @@ def _friendly(command):
     return run
 
 
-@app.callback()
-def main(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
-) -> None:
-    """Benchmark harness for learning quantum chemistry without labels."""
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         from qptbench import __version__
 
         typer.echo(__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Benchmark harness for learning quantum chemistry without labels."""
 
 
 @app.command()

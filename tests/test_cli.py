@@ -163,3 +163,12 @@ def test_run_help_defaults_match_the_harness_presets():
         for preset in ("smoke", "small"):
             value = getattr(harness.make_config(preset), key)
             assert f"{preset} {value:,}" in params[option], (option, preset, value)
+
+
+def test_version_and_the_first_steps():
+    from qptbench import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == __version__
+    result = runner.invoke(app, [])  # no arguments: the help, on stderr
+    assert "qptbench run --molecule water" in " ".join(result.output.split())
