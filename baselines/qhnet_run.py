@@ -86,6 +86,7 @@ class RunOptions:
     n_test: int | None = None         # cap on test conformations evaluated at the end
     energy_molecules: int = 20        # conformations per evaluation that also get ΔE
     eval_every: int = 500
+    eval_points: int = 0              # > 0: evaluate at k/eval_points of the budget (or steps)
     checkpoint_every: int = 100
     seed: int = 0
     progress: bool = True
@@ -106,6 +107,7 @@ def train_config(cfg: QHNetConfig, options: RunOptions) -> TrainConfig:
         warmup_steps=max(1, min(s["warmup_steps"], options.steps // 20)),
         weight_decay=s["weight_decay"], betas=s["betas"], grad_clip=s["grad_clip"], accumulate=1,
         ema_decay=s["ema_decay"], log_every=10, eval_every=options.eval_every,
+        eval_points=options.eval_points,
         checkpoint_every=options.checkpoint_every, seed=options.seed,
         best_metric="delta_h_uha_k0")  # QHNet: best validation H MAE (EMA weights), raw output
 

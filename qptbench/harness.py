@@ -1,20 +1,27 @@
-"""``qptbench run``: both routes on one molecule, same hardware, same level of theory.
+"""``qptbench run``: every route on one molecule, same hardware, same level of theory, one
+evaluator.
 
 1. sample conformations (GFN2-xTB MD at 500 K) into ``data/dataset.h5`` with a train/val split;
-2. label the baseline's training set with PySCF (booked as its data creation) and the validation
-   set (booked as ``reference``: evaluation cost, in no method's total);
-3. train the supervised baseline on the labels, and QPT on the same training geometries with the
-   implicit DFT loss (no labels), each evaluated on the validation references as it trains;
-4. time inference, then write tables and plots (``report.write_run_outputs``).
+2. label the training set with PySCF (the label routes' data creation) and the validation set
+   (the references: evaluation cost, in no route's total);
+3. build the shared evaluator on the references (each in its own frame and grid);
+4. for each seed and each method (``methods.METHODS``): train under the budget, predict H for the
+   references, and hand the predictions to the evaluator; then score the controls (zero model,
+   early-stopped DIIS SCF, the label itself) with the same code;
+5. write ``scores.csv`` (per molecule), ``results.csv`` (per method, seed and k), tables, plots,
+   and print a compact summary.
 
-Every phase goes into one ledger (``ledger.jsonl``, entries tagged ``method``); rerunning with
-``--resume`` continues: finished labels, checkpoints and ledger entries are kept.
+Every phase goes into one ledger (``ledger.jsonl``, entries tagged ``method`` and ``seed``);
+rerunning with ``--resume`` continues: finished labels, checkpoints, scores and ledger entries
+are kept.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -22,67 +29,104 @@ from typing import Any
 import torch
 
 from qptbench.errors import InputError
+from qptbench.evaluation import references
+from qptbench.evaluation.evaluator import CONTROL_NAMES, Evaluator
+from qptbench.evaluation.results import (
+    RESULT_COLUMNS,
+    SCORE_COLUMNS,
+    aggregate,
+    read_csv,
+    write_csv,
+)
 from qptbench.geometry import Molecule
 from qptbench.ledger import Ledger, environment, read_ledger
 from qptbench.level import LevelOfTheory
+from qptbench.methods import METHODS, MethodContext, make_method
 
-METHODS = ("qpt", "qhnet")
+SCORES, RESULTS = "scores.csv", "results.csv"
 
 
 @dataclass(frozen=True)
 class HarnessConfig:
     molecule: str = "water"
     preset: str = "smoke"
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = tuple(METHODS)
+    seeds: int = 1               # independent training seeds per method
     n_train: int = 8             # labelled training conformations (the baseline's data)
-    n_val: int = 2               # validation conformations (PySCF references)
+    n_val: int = 2               # held-out conformations (PySCF references)
     md_interval: int = 50        # MD steps between kept frames (0.5 fs steps)
     md_equilibration: int = 1000
     qpt_preset: str = "smoke"    # train_qpt preset
     qpt_steps: int | None = None
     qhnet_preset: str = "tiny"
     qhnet_steps: int = 30
-    eval_every: int = 0          # 0: evaluate at the end only
+    eval_every: int = 0          # 0: evaluate at the end only (unless eval_points)
+    eval_points: int = 0         # > 0: evaluate at k/eval_points of the budget (or the steps)
+    scf_molecules: int = 1       # references that also get the PySCF SCF-acceleration runs
     budget_hours: float | None = None
-    label_workers: int = 1
+    label_workers: int | None = None  # None: all cores
     xc: str = "b3lyp5"
     basis: str = "def2-svp"
     grid_level: int = 1
-    seed: int = 0
+    seed: int = 0                # sampling and split seed; training seeds are 0..seeds-1
 
     def level(self) -> LevelOfTheory:
         return LevelOfTheory(basis=self.basis, xc=self.xc, grid_level=self.grid_level)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # CI: minutes on 2 cores; numbers are meaningless, the plumbing is what is tested.
+    # CI: a few minutes on 2 cores; numbers are meaningless, the plumbing is what is tested.
     "smoke": dict(n_train=6, n_val=2, md_interval=20, md_equilibration=200, qpt_preset="smoke",
-                  qpt_steps=20, qhnet_preset="tiny", qhnet_steps=20, grid_level=1),
-    # About an hour on a 2-core CPU.
-    "small": dict(n_train=100, n_val=10, qpt_preset="tiny", qpt_steps=1500, qhnet_preset="tiny",
-                  qhnet_steps=1500, eval_every=250, grid_level=3, label_workers=2),
+                  qpt_steps=20, qhnet_preset="tiny", qhnet_steps=20, grid_level=1, seeds=1,
+                  scf_molecules=1),
+    # About 45 minutes on a 2-core CPU: both routes get the same wall-clock (labelling included
+    # for the baseline), 3 seeds, 50 held-out molecules, 10 of them with SCF-acceleration runs.
+    "small": dict(n_train=100, n_val=50, qpt_preset="tiny", qpt_steps=100_000,
+                  qhnet_preset="tiny", qhnet_steps=100_000, budget_hours=0.08, eval_points=6,
+                  grid_level=3, seeds=3, scf_molecules=10),
     # The paper: 500 (water) / 25k labelled conformations, GPT-medium for 200k steps.
     "paper": dict(n_train=25_000, n_val=500, qpt_preset="paper", qhnet_preset="qhnet",
-                  qhnet_steps=200_000, eval_every=5000, grid_level=3, label_workers=16),
+                  qhnet_steps=200_000, eval_every=5000, grid_level=3, seeds=3,
+                  scf_molecules=50),
 }
 
 
 def make_config(preset: str, **overrides: Any) -> HarnessConfig:
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    given = {k for k, v in overrides.items() if v is not None}
     values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
-    if preset == "paper" and values.get("molecule", "water") == "water" and "n_train" not in (
-            {k for k, v in overrides.items() if v is not None}):
+    if preset == "paper" and values.get("molecule", "water") == "water" and "n_train" not in given:
         values["n_train"] = 500  # MD17 convention: 500 water, 25k for the others
     cfg = replace(HarnessConfig(preset=preset), **values)
     unknown = sorted(set(cfg.methods) - set(METHODS))
     if unknown or not cfg.methods:
         raise InputError(f"unknown method(s) {', '.join(unknown) or '(none)'}; choose from "
                          f"{', '.join(METHODS)}")
+    for name in ("seeds", "n_train", "n_val"):
+        if getattr(cfg, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1")
+    if cfg.budget_hours is not None and not cfg.budget_hours > 0:
+        raise InputError(f"--budget-hours must be > 0, got {cfg.budget_hours}")
     return cfg
 
 
-def _dataset(cfg: HarnessConfig, out: Path, ledger: Ledger, progress: bool) -> Path:
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _say(progress: bool) -> Callable[[str], None]:
+    def say(text: str) -> None:
+        if progress:
+            print(f"[qptbench] {text}", flush=True)
+
+    return say
+
+
+def _dataset(cfg: HarnessConfig, out: Path, ledger: Ledger, say) -> Path:
     from qptbench.data.md import md_settings, sample_md
     from qptbench.data.splits import make_splits
     from qptbench.data.store import create_dataset
@@ -91,10 +135,11 @@ def _dataset(cfg: HarnessConfig, out: Path, ledger: Ledger, progress: bool) -> P
     if path.exists():
         return path
     n = cfg.n_train + cfg.n_val
+    say(f"sampling {n} conformations of {cfg.molecule} (GFN2-xTB MD at 500 K)")
     settings = dict(interval=cfg.md_interval, equilibration_steps=cfg.md_equilibration)
     with ledger.phase("sample", method="shared", n=n, sampler="md") as extra:
-        frames = sample_md(Molecule.builtin(cfg.molecule), n, seed=cfg.seed, progress=progress,
-                           **settings)
+        frames = sample_md(Molecule.builtin(cfg.molecule), n, seed=cfg.seed,
+                           progress=say is not None, **settings)
         splits = make_splits(n, cfg.n_train, cfg.n_val, 0, seed=cfg.seed)
         create_dataset(path, frames, name=cfg.molecule, sampler=md_settings(cfg.seed, **settings),
                        splits=splits, split_seed=cfg.seed, split_rule="harness")
@@ -102,85 +147,152 @@ def _dataset(cfg: HarnessConfig, out: Path, ledger: Ledger, progress: bool) -> P
     return path
 
 
-def _label(cfg: HarnessConfig, path: Path, ledger: Ledger, progress: bool) -> None:
-    """Training labels first (the baseline's data creation), then the validation references."""
+def _label(cfg: HarnessConfig, path: Path, ledger: Ledger, progress: bool, say) -> None:
+    """Training labels first (data creation of the label routes), then the references."""
     from qptbench.data.labelling import label_dataset
     from qptbench.data.store import NOT_ATTEMPTED, Dataset
 
+    workers = cfg.label_workers or available_cores()
+    threads = max(1, available_cores() // workers)
     with Dataset.open(path) as ds:
         status = ds.status()
         n_train_todo = int((status[ds.split("train")] == NOT_ATTEMPTED).sum())
-    if "qhnet" in cfg.methods and n_train_todo:
-        with ledger.phase("label", method="qhnet", what="training labels") as extra:
-            s = label_dataset(path, cfg.level(), workers=cfg.label_workers, limit=n_train_todo,
-                              progress=progress)
-            extra.update(n_labels=s.n_labels, n_failed=s.n_failed,
-                         scf_cpu_seconds=s.cpu_seconds, summary=s.line())
+    for name in cfg.methods:
+        if make_method(name).uses_labels and n_train_todo:
+            say(f"labelling {n_train_todo} training conformations with PySCF ({workers} "
+                f"workers x {threads} threads): {name}'s data creation")
+            with ledger.phase("label", method=name, what="training labels") as extra:
+                s = label_dataset(path, cfg.level(), workers=workers, threads_per_worker=threads,
+                                  limit=n_train_todo, progress=progress,
+                                  desc="labels: training")
+                extra.update(n_labels=s.n_labels, n_failed=s.n_failed, workers=workers,
+                             threads_per_worker=threads, scf_cpu_seconds=s.cpu_seconds,
+                             summary=s.line())
+            break  # one label set, charged to the first label route (one route uses labels)
+    say("labelling the held-out references with PySCF (evaluation cost, in no route's total)")
     with ledger.phase("reference", method="shared", what="validation labels") as extra:
-        s = label_dataset(path, cfg.level(), workers=cfg.label_workers, progress=progress)
-        extra.update(n_labels=s.n_labels, n_failed=s.n_failed, summary=s.line())
+        s = label_dataset(path, cfg.level(), workers=workers, threads_per_worker=threads,
+                          progress=progress, desc="labels: validation")
+        extra.update(n_labels=s.n_labels, n_failed=s.n_failed, workers=workers,
+                     threads_per_worker=threads, summary=s.line())
 
 
-def _run_qpt(cfg: HarnessConfig, dataset: Path, out: Path, device: torch.device, resume: bool,
-             progress: bool, budget_s: float | None) -> dict[str, Any]:
-    from qptbench import train_qpt as tq
-
-    qcfg = tq.make_config(cfg.qpt_preset, molecule=cfg.molecule, steps=cfg.qpt_steps,
-                          sampler="dataset", dataset=str(dataset), n_val=cfg.n_val, xc=cfg.xc,
-                          basis=cfg.basis, grid_level=cfg.grid_level, seed=cfg.seed,
-                          eval_every=cfg.eval_every)
-    ledger = Ledger(out / "ledger.jsonl", str(device), method="qpt")
-    return tq.run(qcfg, out / "qpt", device, resume=resume, progress=progress, ledger=ledger,
-                  time_limit_s=budget_s)
+def _evaluator(cfg: HarnessConfig, path: Path, ledger: Ledger, device: torch.device,
+               say) -> Evaluator:
+    refs = references.from_dataset(path, "val", cfg.n_val)
+    say(f"building the evaluator's tensors for {len(refs)} references (their own frames)")
+    with ledger.phase("tensors", method="shared", what="validation tensors (evaluator)",
+                      n=len(refs)):
+        return Evaluator(refs, cfg.level(), device, scf_molecules=cfg.scf_molecules)
 
 
-def _run_qhnet(cfg: HarnessConfig, dataset: Path, out: Path, device: torch.device,
-               resume: bool, progress: bool, budget_s: float | None) -> dict[str, Any]:
-    from qptbench.baselines.qhnet_run import RunOptions, run
-
-    ledger = Ledger(out / "ledger.jsonl", str(device), method="qhnet")
-    options = RunOptions(labels=str(dataset), out=str(out / "qhnet"), preset=cfg.qhnet_preset,
-                         steps=cfg.qhnet_steps, device=str(device), resume=resume,
-                         n_val=cfg.n_val, energy_molecules=cfg.n_val,
-                         eval_every=cfg.eval_every, seed=cfg.seed, progress=progress)
-    return run(options, ledger=ledger, time_limit_s=budget_s)
-
-
-def _label_seconds(out: Path, method: str) -> float:
+def _spent(out: Path, method: str, phase: str) -> float:
     return sum(e["wall_seconds"] for e in read_ledger(out / "ledger.jsonl")
-               if e["phase"] == "label" and e.get("method") == method)
+               if e["phase"] == phase and e.get("method") == method)
 
 
-def run(cfg: HarnessConfig, out_dir: str | Path, device: torch.device, resume: bool = False,
-        progress: bool = True) -> str:
-    """Run the comparison; returns the tables as markdown text."""
-    from qptbench.report import write_run_outputs
-
-    out = Path(out_dir)
+def _check_resume(cfg: HarnessConfig, out: Path, resume: bool) -> None:
     run_json = out / "run.json"
     if out.exists() and any(out.iterdir()) and not resume:
         raise InputError(f"{out} is not empty; use --resume to continue it or choose another --out")
     if resume and run_json.exists():
         saved = json.loads(run_json.read_text())["config"]
         saved["methods"] = tuple(saved["methods"])
-        if HarnessConfig(**saved) != cfg:
+        if HarnessConfig(**{k: v for k, v in saved.items()
+                            if k in HarnessConfig.__dataclass_fields__}) != cfg:
             raise InputError(f"--resume: {run_json} was written with other settings; rerun "
                              "with the same options (see its 'config')")
+
+
+def run(cfg: HarnessConfig, out_dir: str | Path, device: torch.device, resume: bool = False,
+        progress: bool = True) -> str:
+    """Run the comparison; returns the compact summary (≤ 100 columns) for printing."""
+    from qptbench.report import summary_text, write_run_outputs
+
+    out = Path(out_dir)
+    say = _say(progress)
+    _check_resume(cfg, out, resume)
     out.mkdir(parents=True, exist_ok=True)
-    run_json.write_text(json.dumps({
+    (out / "run.json").write_text(json.dumps({
         "molecule": cfg.molecule, "preset": cfg.preset, "methods": list(cfg.methods),
-        "level_of_theory": cfg.level().as_dict(), "environment": environment(str(device)),
+        "seeds": list(range(cfg.seeds)), "level_of_theory": cfg.level().as_dict(),
+        "environment": {**environment(str(device)), "cores": available_cores()},
         "config": asdict(cfg), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1))
     ledger = Ledger(out / "ledger.jsonl", str(device), method="shared")
-    dataset = _dataset(cfg, out, ledger, progress)
-    _label(cfg, dataset, ledger, progress)
+    dataset = _dataset(cfg, out, ledger, say)
+    _label(cfg, dataset, ledger, progress, say)
+    evaluator = _evaluator(cfg, dataset, ledger, device, say)
     budget = None if cfg.budget_hours is None else cfg.budget_hours * 3600.0
-    if "qhnet" in cfg.methods:
-        remaining = None if budget is None else budget - _label_seconds(out, "qhnet")
-        if remaining is not None and remaining <= 0:
-            raise InputError(f"the budget of {cfg.budget_hours} h is used up by labelling alone")
-        _run_qhnet(cfg, dataset, out, device, resume, progress, remaining)
-    if "qpt" in cfg.methods:
-        _run_qpt(cfg, dataset, out, device, resume, progress, budget)
-    _, text = write_run_outputs(out)
-    return text
+    for seed in range(cfg.seeds):
+        for name in cfg.methods:
+            _run_method(cfg, name, seed, out, dataset, device, evaluator, budget, resume,
+                        progress, say)
+    _score_controls(out, evaluator, ledger, say)
+    say("writing results.csv, tables and plots")
+    write_results(out)
+    write_run_outputs(out)
+    return summary_text(out)
+
+
+def _run_method(cfg: HarnessConfig, name: str, seed: int, out: Path, dataset: Path,
+                device: torch.device, evaluator: Evaluator, budget: float | None,
+                resume: bool, progress: bool, say) -> None:
+    method = make_method(name)
+    folder = out / name / f"seed{seed}"
+    scores_path = folder / SCORES
+    if resume and scores_path.exists():
+        say(f"{name} seed {seed}: finished before, kept")
+        return
+    ledger = Ledger(out / "ledger.jsonl", str(device), method=name, seed=seed)
+    ctx = MethodContext(folder, dataset, cfg.molecule, seed, device, ledger, evaluator,
+                        asdict(cfg), resume=resume, progress=progress)
+    remaining = budget
+    if budget is not None and method.uses_labels:
+        remaining = budget - _spent(out, name, "label")
+        if remaining <= 0:
+            raise InputError(f"the budget of {cfg.budget_hours} h is used up by {name}'s "
+                             "labelling alone")
+    say(f"{method.title}, seed {seed}: training"
+        + ("" if remaining is None else f" for {remaining / 60:.1f} min of wall-clock"))
+    method.train(ctx, remaining)
+    say(f"{name} seed {seed}: scoring {len(evaluator)} held-out molecules (k = 0, 1, 3; "
+        f"SCF acceleration on {evaluator.scf_molecules})")
+    with ledger.phase("eval", what="final scores (shared evaluator)", n=len(evaluator)):
+        preds = method.predict(ctx, evaluator.molecules())
+        rows = evaluator.score(preds, name, seed=seed, fixes_h=method.fixes_h, scf=True,
+                               progress=say)
+    write_csv(scores_path, rows, SCORE_COLUMNS)
+
+
+def _score_controls(out: Path, evaluator: Evaluator, ledger: Ledger, say) -> None:
+    path = out / "controls" / SCORES
+    if path.exists():
+        return
+    say("scoring the controls: " + "; ".join(CONTROL_NAMES.values()))
+    with ledger.phase("eval", what="controls (shared evaluator)", n=len(evaluator)):
+        rows = evaluator.controls(scf=True, progress=say)
+    write_csv(path, rows, SCORE_COLUMNS)
+
+
+def write_results(out: Path) -> Path:
+    """``scores.csv`` (all methods, seeds, controls) and ``results.csv`` of a run directory."""
+    from qptbench.rundir import load_run
+
+    run = load_run(out)
+    rows = []
+    for path in [*sorted(out.glob(f"*/seed*/{SCORES}")), out / "controls" / SCORES]:
+        if path.exists():
+            rows += read_csv(path)
+    write_csv(out / SCORES, rows, SCORE_COLUMNS)
+    for r in rows:
+        r["seed"] = "" if r["seed"] == "" else int(r["seed"])
+        r["fixes_h"] = r["fixes_h"] in (True, "True")
+        for k in SCORE_COLUMNS[5:]:
+            if k != "fixes_h":
+                r[k] = float(r[k]) if r[k] != "" else float("nan")
+    costs = {}
+    for name in run.info.get("methods", []):
+        for seed in run.info.get("seeds", [0]):
+            costs[(name, seed)] = run.cost_hours(name, seed)
+    kinds = dict.fromkeys(CONTROL_NAMES, "control")
+    return write_csv(out / RESULTS, aggregate(rows, costs, kinds), RESULT_COLUMNS)

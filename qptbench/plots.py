@@ -1,10 +1,11 @@
 """Figures of a run directory, PNG + SVG (matplotlib lives only here).
 
-- ``error_vs_wallclock``: validation ΔE and ΔH against the wall-clock hours each method has
-  spent of its own (data creation + tensor preparation + training, from the ledger), log-log;
-  data creation is shaded, the QPT zero model (A = 0) is a horizontal line.
-- ``training_curves``: like the paper's Fig. 5, over optimiser steps: E_pred − E_ref (meV),
-  |ΔE| (meV), ΔH (µHa), Δε (µHa, all orbitals solid, occupied dashed).
+- ``error_vs_wallclock``: held-out ΔE (k = 3) and ΔH (k = 1) of the shared evaluator against the
+  wall-clock hours each route has spent of its own (data creation + tensor preparation +
+  training, from the ledger), one line per seed, log-log; data creation is shaded, the zero
+  model (scored by the same evaluator, ``results.csv``) is a horizontal line.
+- ``training_curves``: like the paper's Fig. 5, over optimiser steps: |ΔE| at k = 1 and 3 (meV),
+  ΔH at k = 1 (µHa), Δε at k = 1 (µHa, all orbitals solid, occupied dashed).
 
 Figures are built with ``matplotlib.figure.Figure`` and saved through the Agg/SVG canvases, so
 importing this module never changes pyplot's global backend.
@@ -23,7 +24,6 @@ from qptbench.rundir import (
     PLOTS_DIR,
     RunDir,
     display_name,
-    final_metrics,
     finite,
     load_run,
 )
@@ -62,24 +62,47 @@ def _empty_note(ax, text: str = "no evaluations recorded") -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
 
 
+def _control(run: RunDir, key: str, k: int, name: str = "zero") -> float | None:
+    """A control's mean from results.csv (read with the csv module: no pandas here)."""
+    import csv
+
+    path = run.path / "results.csv"
+    if not path.exists():
+        return None
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            if row["method"] == name and int(row["dft_iterations"]) == k and row.get(key):
+                return float(row[key])
+    return None
+
+
+PANELS = (("delta_e_mev", 3, "held-out ΔE, k = 3 (meV)"),
+          ("delta_h_uha", 1, "held-out ΔH, k = 1 (µHa)"))
+
+
 def error_vs_wallclock_figure(run: RunDir) -> Figure:
-    """Validation ΔE (meV) and ΔH (µHa) vs the method's own wall-clock hours, log-log."""
+    """Held-out ΔE and ΔH vs the route's own wall-clock hours, log-log, one line per seed."""
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     axes = fig.subplots(1, 2)
-    panels = (("delta_e_mev", "validation ΔE (meV)"), ("delta_h_uha", "validation ΔH (µHa)"))
     plotted, xs_all = [False, False], []
-    for i, (method, mrun) in enumerate(run.methods.items()):
-        hours = run.hours_at_step(method)
-        xs_all += [h for h in hours.values() if h > 0]
+    for i, method in enumerate(run.methods):
+        for seed in run.seeds:
+            mrun = run.seed_runs.get((method, seed))
+            if mrun is None:
+                continue
+            hours = run.hours_at_step(method, seed)
+            xs_all += [h for h in hours.values() if h > 0]
+            for j, (key, k, _) in enumerate(PANELS):
+                x, y = _series(mrun.metrics, f"{key}_k{k}",
+                               lambda r, h=hours: h.get(int(r["step"])))
+                if x:
+                    label = display_name(method) if seed == run.seeds[0] else None
+                    axes[j].plot(x, y, "o-", color=_color(method, i), label=label, ms=4,
+                                 alpha=1.0 if seed == run.seeds[0] else 0.6)
+                    plotted[j] = True
         dc = run.pre_training_hours(method)
         if dc > 0:
             xs_all.append(dc)
-        for j, (key, _) in enumerate(panels):
-            x, y = _series(mrun.metrics, key, lambda r, h=hours: h.get(int(r["step"])))
-            if x:
-                axes[j].plot(x, y, "o-", color=_color(method, i), label=display_name(method),
-                             ms=4)
-                plotted[j] = True
     left = min(xs_all) / 3 if xs_all else 1e-3
     for i, method in enumerate(run.methods):
         dc = run.pre_training_hours(method)
@@ -87,12 +110,11 @@ def error_vs_wallclock_figure(run: RunDir) -> Figure:
             for ax in axes:
                 ax.axvspan(left, dc, color=_color(method, i), alpha=0.15,
                            label=f"{display_name(method)} data creation")
-    qpt = final_metrics(run.methods["qpt"]) if "qpt" in run.methods else {}
-    for j, (key, label) in enumerate(panels):
+    for j, (key, k, label) in enumerate(PANELS):
         ax = axes[j]
-        zero = qpt.get(f"zero_{key}")
+        zero = _control(run, key, k)
         if finite(zero) and zero > 0:
-            ax.axhline(zero, color=ZERO_COLOR, ls="--", lw=1, label="QPT zero model (A = 0)")
+            ax.axhline(zero, color=ZERO_COLOR, ls="--", lw=1, label="zero model (same k)")
             plotted[j] = True
         if plotted[j]:
             ax.set_xscale("log")
@@ -101,61 +123,47 @@ def error_vs_wallclock_figure(run: RunDir) -> Figure:
         else:
             _empty_note(ax)
         ax.set_xlim(left=left)
-        ax.set_xlabel("wall-clock hours of the method's own costs (h)")
+        ax.set_xlabel("wall-clock hours of the route's own costs (h)")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
-    fig.suptitle(f"{run.molecule}: validation error vs wall-clock "
+    fig.suptitle(f"{run.molecule}: held-out error vs wall-clock, one evaluator "
                  f"({run.info.get('preset', '?')} preset; {run.path})", fontsize=10)
     return fig
 
 
 def training_curves_figure(run: RunDir) -> Figure:
-    """The paper's Fig. 5 over steps: E_pred − E_ref, |ΔE|, ΔH, Δε (validation means)."""
+    """Like the paper's Fig. 5 over steps: |ΔE| (k = 1, 3), ΔH and Δε (k = 1), first seed."""
     fig = Figure(figsize=(15, 3.8), layout="constrained")
     axes = fig.subplots(1, 4)
     step = lambda r: r.get("step")  # noqa: E731
-    signed = False
+    specs = ((axes[0], "delta_e_mev_k1", "o-", ""), (axes[1], "delta_e_mev_k3", "o-", ""),
+             (axes[2], "delta_h_uha_k1", "o-", ""),
+             (axes[3], "delta_eps_all_uha_k1", "o-", " (all)"),
+             (axes[3], "delta_eps_occ_uha_k1", "s--", " (occupied)"))
     for i, (method, mrun) in enumerate(run.methods.items()):
         color, name = _color(method, i), display_name(method)
         rows = [r for r in mrun.metrics if finite(r.get("step"))]
-        x = [r["step"] for r in rows if finite(r.get("e_pred_minus_ref_mev"))]
-        if x:
-            y = [r["e_pred_minus_ref_mev"] for r in rows if finite(r.get("e_pred_minus_ref_mev"))]
-            axes[0].plot(x, y, "o-", color=color, label=name, ms=3)
-            signed = True
-        for ax, key, style in ((axes[1], "delta_e_mev", "o-"), (axes[2], "delta_h_uha", "o-"),
-                               (axes[3], "delta_eps_all_uha", "o-"),
-                               (axes[3], "delta_eps_occ_uha", "s--")):
+        for ax, key, style, suffix in specs:
             xs, ys = _series(rows, key, step)
-            label = name if key != "delta_eps_occ_uha" else f"{name} (occupied)"
-            if key == "delta_eps_all_uha":
-                label = f"{name} (all)"
             if xs:
-                ax.plot(xs, ys, style, color=color, label=label, ms=3)
-    qpt = final_metrics(run.methods["qpt"]) if "qpt" in run.methods else {}
-    zero_keys = (("zero_e_pred_minus_ref_mev", 0), ("zero_delta_e_mev", 1),
-                 ("zero_delta_h_uha", 2), ("zero_delta_eps_all_uha", 3))
-    for key, j in zero_keys:
-        if finite(qpt.get(key)) and (j == 0 or qpt[key] > 0):
-            axes[j].axhline(qpt[key], color=ZERO_COLOR, ls=":", lw=1,
-                            label="QPT zero model (A = 0)")
-    axes[0].axhline(0.0, color="k", lw=1, label="E_ref (PySCF)")
-    axes[0].set_yscale("symlog", linthresh=1.0)
-    if not signed:
-        _empty_note(axes[0], "E_pred − E_ref not recorded")
-    titles = ("E_pred − E_ref (meV)", "|ΔE| (meV)", "ΔH (µHa)", "Δε (µHa)")
-    for j, (ax, title) in enumerate(zip(axes, titles, strict=True)):
-        if j > 0:
-            if ax.lines:
-                ax.set_yscale("log")
-            else:
-                _empty_note(ax)
+                ax.plot(xs, ys, style, color=color, label=name + suffix, ms=3)
+    for ax, key, k in ((axes[0], "delta_e_mev", 1), (axes[1], "delta_e_mev", 3),
+                       (axes[2], "delta_h_uha", 1), (axes[3], "delta_eps_all_uha", 1)):
+        zero = _control(run, key, k)
+        if finite(zero) and zero > 0:
+            ax.axhline(zero, color=ZERO_COLOR, ls=":", lw=1, label="zero model")
+    titles = ("|ΔE|, k = 1 (meV)", "|ΔE|, k = 3 (meV)", "ΔH, k = 1 (µHa)", "Δε, k = 1 (µHa)")
+    for ax, title in zip(axes, titles, strict=True):
+        if ax.lines:
+            ax.set_yscale("log")
+            ax.legend(fontsize=7)
+        else:
+            _empty_note(ax)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("optimiser step (count)")
         ax.grid(True, which="both", alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=7)
-    fig.suptitle(f"{run.molecule}: validation during training ({run.path})", fontsize=10)
+    fig.suptitle(f"{run.molecule}: held-out error during training, first seed ({run.path})",
+                 fontsize=10)
     return fig
 
 

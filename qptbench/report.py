@@ -1,19 +1,27 @@
-"""What a finished run writes next to its data: the three tables and the two figures.
+"""What a finished run writes next to its data (tables and figures), and the compact summary
+printed at its end.
 
-``qptbench run`` calls :func:`write_run_outputs` at the end; ``tables.check_run`` then finds the
-files at ``rundir.OUTPUT_FILES``.
+``qptbench run`` calls :func:`write_run_outputs`, then prints :func:`summary_text`;
+``tables.check_run`` then finds the files at ``rundir.OUTPUT_FILES``.
 """
 
 from __future__ import annotations
 
+import csv
+import math
 from pathlib import Path
 
 from qptbench.rundir import PLOTS_DIR, TABLES_DIR, load_run
 
+SUMMARY_WIDTH = 100
+MAIN_K = 1  # one Fock build after the network: the same for every route (README explains)
+SUMMARY_COLUMNS = (("ΔE k=1 (meV)", "delta_e_mev", 1), ("ΔE k=3 (meV)", "delta_e_mev", 3),
+                   ("ΔH k=1 (µHa)", "delta_h_uha", 1), ("SCF k=1 (ratio)", "scf_cycle_ratio", 1))
+
 
 def write_run_outputs(run_dir: str | Path, paper: bool = True) -> tuple[list[Path], str]:
     """Write RUN_DIR/tables/* (markdown, LaTeX, CSV) and RUN_DIR/plots/* (PNG, SVG); returns the
-    paths written and the markdown text of the tables, for printing."""
+    paths written and the markdown text of the tables."""
     from qptbench import plots, tables
 
     run = load_run(run_dir)
@@ -22,3 +30,58 @@ def write_run_outputs(run_dir: str | Path, paper: bool = True) -> tuple[list[Pat
     text = "\n".join(tables.render(frame, "markdown", tables.TITLES[name])
                      for name, frame in tables.make_tables([run], paper=paper).items())
     return written, text
+
+
+def _number(x: str) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _fmt(x: float, digits: int = 3) -> str:
+    return "–" if not math.isfinite(x) else f"{x:.{digits}g}"
+
+
+def summary_text(run_dir: str | Path) -> str:
+    """A ≤ 100-column summary of ``results.csv``: per method and control, seeds, the route's
+    wall-clock hours and the errors at k = 1 and 3 (means over seeds); the wide tables stay in
+    the files it names."""
+    run = load_run(run_dir)
+    with open(run.path / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    found = list(dict.fromkeys(r["method"] for r in rows))
+    names = [m for m in run.methods if m in found] + [m for m in found if m not in run.methods]
+    header = ["method", "seeds", "route (h)", *[c[0] for c in SUMMARY_COLUMNS]]
+    lines = []
+    for name in names:
+        mine = [r for r in rows if r["method"] == name]
+        control = mine[0].get("kind") == "control"
+        seeds = {r["seed"] for r in mine}
+        cells = [f"{name} (control)" if control else name,
+                 "–" if control else str(len(seeds)),
+                 "–" if control else _fmt(_mean(r["wall_hours"] for r in mine))]
+        for _, key, k in SUMMARY_COLUMNS:
+            cells.append(_fmt(_mean(r[key] for r in mine if int(r["dft_iterations"]) == k)))
+        lines.append(cells)
+    widths = [max(len(x) for x in col) for col in zip(header, *lines, strict=True)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    floor = _mean(r["floor_mev"] for r in rows)
+    n_mol = max((int(r["n_molecules"]) for r in rows), default=0)
+    out = [f"{run.molecule}, {run.info.get('preset', '?')} preset: {n_mol} held-out molecules; "
+           f"energy floor {_fmt(floor, 2)} meV",
+           fmt.format(*header).rstrip(), *[fmt.format(*c).rstrip() for c in lines],
+           "k = DFT iterations after the network; SCF ratio = effective PySCF cycles / minao's.",
+           f"tables: {run.path / TABLES_DIR}/ (table1_cost, table2_accuracy, table3_inference)",
+           f"results: {run.path / 'results.csv'} (one row per method, seed, k)"]
+    return "\n".join(_clip(line) for line in out) + "\n"
+
+
+def _mean(values) -> float:
+    xs = [v for v in (_number(x) for x in values) if math.isfinite(v)]
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def _clip(line: str) -> str:
+    """Paths can be long: keep every line within the summary width."""
+    return line if len(line) <= SUMMARY_WIDTH else line[: SUMMARY_WIDTH - 1] + "…"

@@ -1,18 +1,21 @@
 """Read a run directory (what ``qptbench run`` writes) and book its ledger into cost buckets.
 
 Shared by tables.py (pandas) and plots.py (matplotlib), so neither reads files the other way.
-Layout: ``run.json``, ``ledger.jsonl`` (one ledger for the run, entries tagged ``method``) and
-one folder per method with ``metrics.jsonl``, ``train.jsonl``, ``model.json``,
-``inference.json``.
+Layout: ``run.json``, ``ledger.jsonl`` (one ledger for the run, entries tagged ``method`` and,
+for a method's own phases, ``seed``), ``scores.csv`` / ``results.csv`` (the shared evaluator's
+scores) and one folder per method and seed (``qpt/seed0/``, ...) with ``metrics.jsonl``,
+``train.jsonl``, ``model.json``, ``inference.json``.
 
 Booking rules (the one place they live):
 - ``label`` of a method = that method's data creation (the baseline's training labels);
 - ``tensors`` of a method = its tensor preparation, except tensors prepared for validation
-  (``what`` mentions "validation"), which are evaluation cost;
+  (``what`` mentions "validation"), which are evaluation cost; preparation done inside the
+  training loop (``included_in: "train"``) is moved out of training into tensor preparation;
 - ``train`` = training; total = data creation + tensor preparation + training;
 - ``eval`` and ``reference`` (PySCF labels of the validation set) = evaluation, in no total;
 - ``sample`` = drawing conformations, shared by all methods, in no method's total (the budget
   ``--budget-hours`` is also labelling/tensors + training).
+- An entry of a method without a ``seed`` (its labels) belongs to every seed of that method.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ TABLE_SUFFIXES = ("md", "tex", "csv")
 PLOT_NAMES = ("error_vs_wallclock", "training_curves")
 PLOT_SUFFIXES = ("png", "svg")
 OUTPUT_FILES = (
+    "results.csv", "scores.csv",
     *[f"{TABLES_DIR}/{t}.{s}" for t in TABLE_NAMES for s in TABLE_SUFFIXES],
     *[f"{PLOTS_DIR}/{p}.{s}" for p in PLOT_NAMES for s in PLOT_SUFFIXES],
 )
@@ -78,6 +82,7 @@ def bucket(entry: dict[str, Any]) -> str:
 class MethodRun:
     name: str
     path: Path
+    seed: int = 0
     metrics: list[dict[str, Any]] = field(default_factory=list)
     train: list[dict[str, Any]] = field(default_factory=list)
     model: dict[str, Any] | None = None
@@ -89,49 +94,66 @@ class RunDir:
     path: Path
     info: dict[str, Any]
     ledger: list[dict[str, Any]]
-    methods: dict[str, MethodRun]
+    methods: dict[str, MethodRun]          # each method's first seed
+    seed_runs: dict[tuple[str, int], MethodRun] = field(default_factory=dict)
+
+    @property
+    def seeds(self) -> list[int]:
+        return [int(s) for s in self.info.get("seeds", [0])]
 
     @property
     def molecule(self) -> str:
         return str(self.info.get("molecule", "?"))
 
-    def seconds(self, method: str | None = None, clock: str = "wall") -> dict[str, float]:
+    def _entries(self, method: str | None, seed: int | None) -> list[dict[str, Any]]:
+        return [e for e in self.ledger if (method is None or e.get("method") == method)
+                and (seed is None or e.get("seed") is None or int(e["seed"]) == seed)]
+
+    def seconds(self, method: str | None = None, clock: str = "wall",
+                seed: int | None = None) -> dict[str, float]:
         """Seconds per bucket (``clock`` "wall" or "cpu") for one method (``None``: every entry
-        of the run).  A bucket with an entry lacking CPU time is NaN, never an undercount."""
+        of the run) and seed (``None``: all of them, each entry once).  A bucket with an entry
+        lacking CPU time is NaN, never an undercount."""
         out = dict.fromkeys(BUCKETS, 0.0)
-        for e in self.ledger:
-            if method is None or e.get("method") == method:
-                value = e.get(f"{clock}_seconds")
-                out[bucket(e)] += float("nan") if value is None else float(value)
+        for e in self._entries(method, seed):
+            value = e.get(f"{clock}_seconds")
+            value = float("nan") if value is None else float(value)
+            out[bucket(e)] += value
+            if e.get("included_in") == "train":  # prepared inside the loop: not training time
+                out["training"] -= value
         return out
 
-    def total_seconds(self, method: str, clock: str = "wall") -> float:
-        s = self.seconds(method, clock)
+    def total_seconds(self, method: str, clock: str = "wall", seed: int | None = None) -> float:
+        s = self.seconds(method, clock, seed)
         return sum(s[b] for b in IN_TOTAL)
+
+    def cost_hours(self, method: str, seed: int) -> dict[str, float]:
+        """One route's costs for one seed, in hours (results.csv's cost columns)."""
+        s = self.seconds(method, seed=seed)
+        steps = [int(e["step"]) for e in self._entries(method, seed)
+                 if e.get("phase") == "train" and "step" in e and e.get("seed") is not None]
+        return {"wall_hours": self.total_seconds(method, seed=seed) / SECONDS_PER_HOUR,
+                "data_creation_hours": s["data_creation"] / SECONDS_PER_HOUR,
+                "tensor_hours": s["tensors"] / SECONDS_PER_HOUR,
+                "training_hours": s["training"] / SECONDS_PER_HOUR,
+                "cpu_hours": self.total_seconds(method, "cpu", seed) / SECONDS_PER_HOUR,
+                "steps": max(steps) if steps else float("nan")}
 
     def shared_seconds(self, phase_bucket: str) -> float:
         """A bucket summed over entries of every method (sampling, reference are shared)."""
         return self.seconds(None)[phase_bucket]
 
-    def hours_at_step(self, method: str) -> dict[int, float]:
-        """Cumulative wall hours of the method's own costs when each evaluation step was reached:
-        data creation + tensor preparation (all before training) + training segments that ended
-        at or before that step."""
-        pre, segments = 0.0, []
-        for e in self.ledger:
-            if e.get("method") != method:
-                continue
-            b = bucket(e)
-            if b in ("data_creation", "tensors"):
-                pre += float(e["wall_seconds"])
-            elif b == "training":
-                segments.append((int(e.get("step", 0)), float(e["wall_seconds"])))
-        out = {}
-        for row in self.methods[method].metrics:
-            step = int(row["step"])
-            trained = sum(w for s, w in segments if s <= step)
-            out[step] = (pre + trained) / SECONDS_PER_HOUR
-        return out
+    def hours_at_step(self, method: str, seed: int | None = None) -> dict[int, float]:
+        """Cumulative wall hours of the route's own costs at each evaluation: data creation +
+        tensor preparation done before training + the wall time trained so far (the loop's
+        ``trained_seconds``, which includes preparation done inside it)."""
+        seed = self.seeds[0] if seed is None else seed
+        pre = sum(float(e["wall_seconds"]) for e in self._entries(method, seed)
+                  if bucket(e) in ("data_creation", "tensors")
+                  and e.get("included_in") != "train")
+        mrun = self.seed_runs.get((method, seed)) or self.methods[method]
+        return {int(r["step"]): (pre + float(r.get("trained_seconds", 0.0))) / SECONDS_PER_HOUR
+                for r in mrun.metrics}
 
     def pre_training_hours(self, method: str) -> float:
         """Data creation (labels) of the method, in hours: the interval plots shade."""
@@ -149,14 +171,17 @@ def load_run(path: str | Path) -> RunDir:
     if not (root / "ledger.jsonl").exists():
         raise InputError(f"{root} has no ledger.jsonl")
     ledger = read_ledger(root / "ledger.jsonl")
-    methods = {}
+    methods, seed_runs = {}, {}
     for name in info.get("methods", []):
-        mdir = root / name
-        methods[name] = MethodRun(
-            name, mdir, metrics=_read_jsonl(mdir / "metrics.jsonl"),
-            train=[r for r in _read_jsonl(mdir / "train.jsonl") if not r.get("skipped")],
-            model=_read_json(mdir / "model.json"), inference=_read_json(mdir / "inference.json"))
-    return RunDir(root, info, ledger, methods)
+        for seed in info.get("seeds", [0]):
+            mdir = root / name / f"seed{seed}"
+            seed_runs[(name, int(seed))] = MethodRun(
+                name, mdir, int(seed), metrics=_read_jsonl(mdir / "metrics.jsonl"),
+                train=[r for r in _read_jsonl(mdir / "train.jsonl") if not r.get("skipped")],
+                model=_read_json(mdir / "model.json"),
+                inference=_read_json(mdir / "inference.json"))
+            methods.setdefault(name, seed_runs[(name, int(seed))])
+    return RunDir(root, info, ledger, methods, seed_runs)
 
 
 def final_metrics(method: MethodRun) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from tabulate import tabulate
 from qptbench import paper_rows
 from qptbench.ledger import PHASES
 from qptbench.rundir import (
+    BUCKETS,
     OUTPUT_FILES,
     SECONDS_PER_HOUR,
     TABLES_DIR,
@@ -31,7 +32,7 @@ from qptbench.rundir import (
 
 FORMATS = ("markdown", "latex", "csv")
 SUFFIX = {"markdown": "md", "latex": "tex", "csv": "csv"}
-TEXT_COLUMNS = ("source", "molecule", "method", "level of theory", "hardware", "note")
+TEXT_COLUMNS = ("source", "molecule", "method", "seed", "level of theory", "hardware", "note")
 REPORTED = paper_rows.REPORTED
 
 # Table 1 columns, kept as names because check_run recomputes them from the ledger.
@@ -45,8 +46,12 @@ METRIC_COLUMNS = {
     "delta_h_uha": "ΔH (µHa)",
     "delta_eps_all_uha": "Δε all orbitals (µHa)",
     "delta_eps_occ_uha": "Δε occupied (µHa)",
-    "psi_cos_occ": "ψ occupied (cos)",
+    "psi_occ": "ψ occupied (cos)",
 }
+K_COLUMN = "k (DFT iterations after the network)"
+FLOOR = "energy floor (meV)"
+SCF_RATIO = "SCF cycles vs minao, effective (ratio)"
+ROUTE_H = "route wall-clock (h)"
 ZERO_MODEL = "QPT zero model (A = 0)"
 PSEC = "(s/molecule)"
 
@@ -59,9 +64,10 @@ def _hours(seconds: float) -> float:
     return seconds / SECONDS_PER_HOUR
 
 
-def _last_step(run: RunDir, method: str) -> int | None:
+def _last_step(run: RunDir, method: str, seed: int | None = None) -> int | None:
     steps = [int(e["step"]) for e in run.ledger
-             if e.get("method") == method and e.get("phase") == "train" and "step" in e]
+             if e.get("method") == method and e.get("phase") == "train" and "step" in e
+             and (seed is None or e.get("seed") is None or int(e["seed"]) == seed)]
     return max(steps) if steps else None
 
 
@@ -107,15 +113,19 @@ def cost_table(run_dirs: Sequence[str | Path | RunDir], paper: bool = True) -> p
     for run in runs:
         shared = run.seconds(None)
         for method in run.methods:
-            s = run.seconds(method)
-            rows.append({
-                "source": str(run.path), "molecule": run.molecule, "method": display_name(method),
-                DATA_H: _hours(s["data_creation"]), TENSORS_H: _hours(s["tensors"]),
-                TRAIN_H: _hours(s["training"]), TOTAL_H: _hours(run.total_seconds(method)),
-                CPU_H: _hours(run.total_seconds(method, "cpu")),
-                EVAL_H: _hours(s["evaluation"]), REF_H: _hours(shared["reference"]),
-                SAMPLE_H: _hours(shared["sampling"]), "steps (count)": _last_step(run, method),
-            })
+            for seed in run.seeds:
+                s = run.seconds(method, seed=seed)
+                rows.append({
+                    "source": str(run.path), "molecule": run.molecule,
+                    "method": display_name(method), "seed": str(seed),
+                    DATA_H: _hours(s["data_creation"]), TENSORS_H: _hours(s["tensors"]),
+                    TRAIN_H: _hours(s["training"]),
+                    TOTAL_H: _hours(run.total_seconds(method, seed=seed)),
+                    CPU_H: _hours(run.total_seconds(method, "cpu", seed)),
+                    EVAL_H: _hours(s["evaluation"]), REF_H: _hours(shared["reference"]),
+                    SAMPLE_H: _hours(shared["sampling"]),
+                    "steps (count)": _last_step(run, method, seed),
+                })
     block = None
     if paper:
         block = _paper_block(paper_rows.TABLE1, {r.molecule for r in runs},
@@ -124,25 +134,47 @@ def cost_table(run_dirs: Sequence[str | Path | RunDir], paper: bool = True) -> p
     return _join(rows, block)
 
 
+def _interval(stats: dict[str, float]) -> str | None:
+    if not math.isfinite(stats["mean"]):
+        return None
+    return f"{stats['mean']:.4g} [{stats['ci_low']:.3g}, {stats['ci_high']:.3g}]"
+
+
 def accuracy_table(run_dirs: Sequence[str | Path | RunDir], paper: bool = True) -> pd.DataFrame:
-    """Table 2 form: the final validation errors vs PySCF, one row per method (and QPT's zero
-    model as its own row), with parameters, level of theory and hardware."""
+    """Table 2 form: every method and control scored by the one evaluator, one row per method
+    and k (DFT iterations after the network).  Cells are "mean [95 % bootstrap interval]" over
+    molecules and seeds (``scores.csv``); "–" where a metric is n/a (energy-trained H at k = 0)."""
+    from qptbench.evaluation.stats import summarize
+
     runs, rows = _runs(run_dirs), []
     for run in runs:
-        for method, mrun in run.methods.items():
-            last = final_metrics(mrun)
-            common = {"source": str(run.path), "molecule": run.molecule}
-            tail = {"validation molecules (count)": last.get("n_val"),
-                    "level of theory": level_of_theory(run), "hardware": hardware(run)}
-            rows.append({**common, "method": display_name(method),
-                         "steps (count)": last.get("step"),
-                         **{name: last.get(key) for key, name in METRIC_COLUMNS.items()},
-                         "parameters (count)": (mrun.model or {}).get("parameters"), **tail})
-            if any(k.startswith("zero_") for k in last):
-                rows.append({**common, "method": ZERO_MODEL, "steps (count)": 0,
-                             **{name: last.get(f"zero_{key}")
-                                for key, name in METRIC_COLUMNS.items()},
-                             "parameters (count)": 0, **tail})
+        path = run.path / "scores.csv"
+        if not path.exists():
+            continue
+        scores = pd.read_csv(path)
+        results = pd.read_csv(run.path / "results.csv") if (
+            run.path / "results.csv").exists() else pd.DataFrame()
+        order = [*run.methods, *[m for m in scores["method"].unique() if m not in run.methods]]
+        for method in order:
+            for k in sorted(scores.loc[scores["method"] == method, "dft_iterations"].unique()):
+                part = scores[(scores["method"] == method) & (scores["dft_iterations"] == k)]
+                by_seed = {seed: g for seed, g in part.groupby(part["seed"].fillna(-1))}
+                row: dict[str, Any] = {"source": str(run.path), "molecule": run.molecule,
+                                       "method": display_name(method), K_COLUMN: int(k)}
+                for key, name in METRIC_COLUMNS.items():
+                    row[name] = _interval(summarize({s: g[key].to_numpy()
+                                                     for s, g in by_seed.items()}))
+                row[FLOOR] = float(part["floor_mev"].mean())
+                scf = part.dropna(subset=["scf_effective_cycles"])
+                row[SCF_RATIO] = (float(scf["scf_effective_cycles"].mean()
+                                        / scf["scf_cycles_minao"].mean()) if len(scf) else None)
+                if not results.empty and "wall_hours" in results:
+                    own = results[(results["method"] == method)
+                                  & (results["dft_iterations"] == k)]["wall_hours"]
+                    row[ROUTE_H] = float(own.mean()) if own.notna().any() else None
+                row["seeds (count)"] = len(by_seed) if method in run.methods else 0
+                row["molecules (count)"] = int(part["molecule"].nunique())
+                rows.append(row)
     block = None
     if paper:
         block = _paper_block(paper_rows.TABLE2, {r.molecule for r in runs},
@@ -152,11 +184,7 @@ def accuracy_table(run_dirs: Sequence[str | Path | RunDir], paper: bool = True) 
         if not block.empty:
             block["level of theory"] = "def2-SVP/" + block["level of theory"]
     frame = _join(rows, block)
-    if "Δε as reported (µHa)" in frame and "Δε occupied (µHa)" in frame:  # keep Δε together
-        cols = [c for c in frame.columns if c != "Δε as reported (µHa)"]
-        cols.insert(cols.index("Δε occupied (µHa)") + 1, "Δε as reported (µHa)")
-        frame = frame[cols]
-    for col in ("steps (count)", "parameters (count)", "validation molecules (count)"):
+    for col in ("seeds (count)", "molecules (count)", "parameters (count)", K_COLUMN):
         if col in frame:
             frame[col] = frame[col].astype("Int64")
     return frame
@@ -212,7 +240,8 @@ TABLES: dict[str, Callable[..., pd.DataFrame]] = {
 }
 TITLES = {
     "table1_cost": "Table 1: data creation and training, wall-clock hours",
-    "table2_accuracy": "Table 2: validation error vs PySCF (mean over validation molecules)",
+    "table2_accuracy": "Table 2: error vs PySCF on held-out molecules, one evaluator for every "
+                       "row: mean [95 % bootstrap interval] over molecules and seeds",
     "table3_inference": "Table 3: inference, seconds per molecule",
 }
 
@@ -319,7 +348,7 @@ def check_run(run_dir: str | Path, outputs: bool = True) -> list[str]:
                 problems.append(f"{method}/{fname} is missing")
         if not mrun.metrics:
             problems.append(f"{method}: no evaluation in metrics.jsonl")
-        missing = [k for k in METRIC_COLUMNS if k not in final_metrics(mrun)]
+        missing = [f"{k}_k1" for k in METRIC_COLUMNS if f"{k}_k1" not in final_metrics(mrun)]
         if mrun.metrics and missing:
             problems.append(f"{method}: final metrics lack {', '.join(missing)}")
     allowed = {*run.methods, "shared"}
@@ -342,11 +371,12 @@ def check_run(run_dir: str | Path, outputs: bool = True) -> list[str]:
         if not _close(row[TOTAL_H], parts):
             problems.append(f"table1: {row['method']} total {row[TOTAL_H]:.6g} h != data "
                             f"creation + tensors + training {parts:.6g} h")
-    ledger_h = _hours(sum(float(e["wall_seconds"]) for e in run.ledger))
-    booked = sum(r[TOTAL_H] + r[EVAL_H] for r in cost.to_dict("records"))
-    if len(cost):
-        booked += cost[REF_H].iloc[0] + cost[SAMPLE_H].iloc[0]
-    if not _close(ledger_h, booked):
+    # preparation booked inside the training loop's wall-clock is in the ledger twice
+    ledger_h = _hours(sum(float(e["wall_seconds"]) for e in run.ledger
+                          if e.get("included_in") != "train"))
+    every = run.seconds(None)
+    booked = _hours(sum(every[b] for b in BUCKETS))
+    if not _close(ledger_h, booked) or every["unbooked"]:
         problems.append(f"table1: the ledger holds {ledger_h:.6g} h but the table books "
                         f"{booked:.6g} h (entries of a method not in run.json?)")
     for name, frame in tables.items():
