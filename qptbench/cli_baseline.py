@@ -23,8 +23,9 @@ def train_baseline(
                               help="Optimiser updates (batch size from the preset)."),
     device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda",
                                help="Where to train and evaluate."),
-    dtype: str = typer.Option("float64", "--dtype", metavar="float64|float32",
-                              help="float64 as in QHNet's paper runs, or float32."),
+    dtype: str = typer.Option("float32", "--dtype", metavar="float32|float64",
+                              help="Network precision: float32 as QHNet's released config and "
+                              "its best MD17 numbers (and QPT's network), or float64."),
     out: str = typer.Option("runs/qhnet", "--out", metavar="DIR",
                             help="Run directory: checkpoint, logs, ledger.jsonl, result.json."),
     resume: bool = typer.Option(False, "--resume/--no-resume", show_default=False,

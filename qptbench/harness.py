@@ -19,7 +19,6 @@ are kept.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -28,6 +27,7 @@ from typing import Any
 
 import torch
 
+from qptbench.data.labelling import available_cores
 from qptbench.errors import InputError
 from qptbench.evaluation import references
 from qptbench.evaluation.evaluator import CONTROL_NAMES, Evaluator
@@ -111,13 +111,6 @@ def make_config(preset: str, **overrides: Any) -> HarnessConfig:
     return cfg
 
 
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def _say(progress: bool) -> Callable[[str], None]:
     def say(text: str) -> None:
         if progress:
@@ -152,29 +145,27 @@ def _label(cfg: HarnessConfig, path: Path, ledger: Ledger, progress: bool, say) 
     from qptbench.data.labelling import label_dataset
     from qptbench.data.store import NOT_ATTEMPTED, Dataset
 
-    workers = cfg.label_workers or available_cores()
-    threads = max(1, available_cores() // workers)
     with Dataset.open(path) as ds:
         status = ds.status()
         n_train_todo = int((status[ds.split("train")] == NOT_ATTEMPTED).sum())
     for name in cfg.methods:
         if make_method(name).uses_labels and n_train_todo:
-            say(f"labelling {n_train_todo} training conformations with PySCF ({workers} "
-                f"workers x {threads} threads): {name}'s data creation")
+            say(f"labelling {n_train_todo} training conformations with PySCF on "
+                f"{available_cores()} cores: {name}'s data creation")
             with ledger.phase("label", method=name, what="training labels") as extra:
-                s = label_dataset(path, cfg.level(), workers=workers, threads_per_worker=threads,
+                s = label_dataset(path, cfg.level(), workers=cfg.label_workers,
                                   limit=n_train_todo, progress=progress,
                                   desc="labels: training")
-                extra.update(n_labels=s.n_labels, n_failed=s.n_failed, workers=workers,
-                             threads_per_worker=threads, scf_cpu_seconds=s.cpu_seconds,
-                             summary=s.line())
+                extra.update(n_labels=s.n_labels, n_failed=s.n_failed, workers=s.workers,
+                             threads_per_worker=s.threads_per_worker, cores=s.cores,
+                             scf_cpu_seconds=s.cpu_seconds, summary=s.line())
             break  # one label set, charged to the first label route (one route uses labels)
     say("labelling the held-out references with PySCF (evaluation cost, in no route's total)")
     with ledger.phase("reference", method="shared", what="validation labels") as extra:
-        s = label_dataset(path, cfg.level(), workers=workers, threads_per_worker=threads,
-                          progress=progress, desc="labels: validation")
-        extra.update(n_labels=s.n_labels, n_failed=s.n_failed, workers=workers,
-                     threads_per_worker=threads, summary=s.line())
+        s = label_dataset(path, cfg.level(), workers=cfg.label_workers, progress=progress,
+                          desc="labels: validation")
+        extra.update(n_labels=s.n_labels, n_failed=s.n_failed, workers=s.workers,
+                     threads_per_worker=s.threads_per_worker, cores=s.cores, summary=s.line())
 
 
 def _evaluator(cfg: HarnessConfig, path: Path, ledger: Ledger, device: torch.device,
