@@ -4,7 +4,7 @@ Atom-type embedding -> node message-passing layers on the complete graph (spheri
 ``lmax``, exponential-Bernstein radial basis with a smooth cutoff in Bohr) -> in the last
 ``pair_layers`` node layers, a same-atom ("self") and an ordered-pair ("pair") branch -> linear
 bottleneck -> Clebsch–Gordan expansion to padded l1 x l2 blocks -> element masks -> H = M + Mᵀ,
-returned in PySCF AO order.  Design notes: /work/shared/design/qhnet-method.md section 1.
+returned in PySCF AO order.  Design notes: docs/qhnet-method.md §1.
 
 A forward pass takes one composition (the MD17 setting: one molecule, many conformations):
 ``model(numbers (A,), positions (B, A, 3) in Å) -> (B, N_AO, N_AO)`` in Hartree.
@@ -21,7 +21,7 @@ Deviations of the model from QHNet's released MD17 model (``models/QHNet.py``):
   shell pair of equal l) -> takes the large, nearly constant core entries (O 1s ≈ -19 Ha) out of
   what the network learns; the output stays exactly SE(3)-equivariant.
 - Size: the "qhnet" preset is the released configuration, 20.4M parameters with e3nn 0.6 -> the
-  paper's ~2.4-4M cannot be rebuilt from the released code (design notes 1.7).
+  paper's ~2.4-4M cannot be rebuilt from the released code (docs/qhnet-method.md §1).
 - Graphs: torch_cluster radius graphs (max 32 neighbours) -> a complete graph built here, with the
   15 Bohr cutoff applied to the message graph -> identical for MD17-sized molecules, no compiled
   dependency, no silent neighbour cap.
@@ -84,9 +84,9 @@ PRESETS: dict[str, QHNetConfig] = {
 }
 
 # QHNet's MD17 training recipe, shared by every molecule (AIRS OpenDFT/QHNet config/config.yaml,
-# train_wH.py; design notes 2.2).  weight_decay 0.01: the yaml's 0.0 is never passed to AdamW, so
-# the released runs used PyTorch's default.  Linear warmup, then *linear* decay to min_lr at
-# total_steps (the shared loop decays with a cosine instead: see qhnet_run).
+# train_wH.py; docs/qhnet-method.md §2).  weight_decay 0.01: the yaml's 0.0 is never passed to
+# AdamW, so the released runs used PyTorch's default.  Linear warmup, then *linear* decay to min_lr
+# at total_steps (the shared loop decays with a cosine instead: see qhnet_run).
 QHNET_SCHEDULE: dict = dict(warmup_steps=1_000, total_steps=200_000, min_lr=1e-8,
                             betas=(0.99, 0.999), weight_decay=0.01, grad_clip=1.0,
                             ema_decay=0.99, eval_every=1_000, n_val=500, dtype="float32")

@@ -1,9 +1,8 @@
 """Numbers reported in the QPT paper, as data, so tables can show them beside (never among)
 measured rows.
 
-Source: Mathiasen et al., "Reducing the Cost of Quantum Data By Backpropagating Through Density
-Functional Theory" (/work/shared/paper/qpt-paper.txt; summarised in shared/design/anchors.md,
-"From the paper").  Tables 1-3 of the paper.  ``None`` = not reported ("-" in the paper).
+Source: Mathiasen et al., "Reducing the Cost of Quantum Chemical Data By Backpropagating Through
+Density Functional Theory", Tables 1-3.  ``None`` = not reported ("-" in the paper).
 Baseline numbers are quoted there from Schütt et al. 2019 (SchNOrb), Unke et al. 2021 (PhiSNet)
 and Yu et al. 2023 (QHNet); those use def2-SVP/PBE, QPT uses def2-SVP/B3LYP.
 """

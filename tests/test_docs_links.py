@@ -20,17 +20,10 @@ LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 # a file name or path ending in .md; not a dotted module name (qptbench.data.md, ase.md.langevin)
 MD_PATH = re.compile(r"(?<![\w./-])((?:\.\.?/)*[\w/-]*\w\.md)(?![\w-]|\.\w)")
 
-# References that were dangling when this test was written, in files other people own: listed
-# so the test is green meanwhile; remove an entry when its file is fixed (the test then keeps it
-# fixed).  Each entry: (file, kind, text) as ``problems`` reports it.
-PENDING = {
-    ("pyproject.toml", "missing", "ARCHITECTURE.md"),
-    ("qptbench/paper_rows.py", "outside", "/work/shared/paper/qpt-paper.txt"),
-    ("qptbench/paper_rows.py", "outside", "shared/design/anchors.md"),
-    ("qptbench/models/qpt.py", "missing", "qpt-method.md"),
-    ("baselines/qhnet.py", "outside", "/work/shared/design/qhnet-method.md"),
-    ("tests/test_qpt.py", "missing", "qpt-method.md"),
-}
+# References that are dangling in files other people own, listed so the test stays green while
+# they are fixed: remove an entry when its file is fixed (the test then keeps it fixed).  Each
+# entry: (file, kind, text) as ``problems`` reports it.  Empty: every reference resolves.
+PENDING: set[tuple[str, str, str]] = set()
 
 
 def sources() -> list[Path]:

@@ -242,7 +242,7 @@ def test_parameter_counts(vocab):
 
 def test_gpt_medium_has_the_papers_size(vocab):
     """The model the gpt-medium preset builds (on the meta device: no memory) against the paper's
-    302M, which is the authors' own count (qpt-method.md §2.6): 24 blocks of 12d² + 4d (weights
+    302M, which is the authors' own count (docs/qpt-method.md §2.6): 24 blocks of 12d² + 4d (weights
     and LayerNorm parameters; linear biases not counted) + (61 + 123)·d for the token embedding
     and position projection, d = 1024, the same 61-token def2-SVP vocabulary as ours.
 

@@ -24,7 +24,7 @@ Output heads (``QPTConfig.head``), both from one projection Q = W LN(x) (N, d):
   the diagonal at zero mean (the psd head's diagonal starts at +out_init_ha): training starts from
   H ≈ H_init for both.
 
-Deliberate departures from the authors' code (qpt-method.md §2, §5): softmax over keys (theirs
+Deliberate departures from the authors' code (docs/qpt-method.md §2, §5): softmax over keys (theirs
 normalised over queries); position bias from raw canonical positions (theirs: learned
 embeddings); no dead weights in the output layer; the output map starts near zero, so training
 starts from H_init instead of ~10 Ha away from it.
