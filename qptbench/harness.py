@@ -222,7 +222,9 @@ def run(cfg: HarnessConfig, out_dir: str | Path, device: torch.device, resume: b
     say("writing results.csv, tables and plots")
     write_results(out)
     write_run_outputs(out)
-    return summary_text(out)
+    text = summary_text(out)
+    (out / "summary.txt").write_text(text)
+    return text
 
 
 def _run_method(cfg: HarnessConfig, name: str, seed: int, out: Path, dataset: Path,

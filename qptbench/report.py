@@ -72,7 +72,8 @@ def summary_text(run_dir: str | Path) -> str:
            f"energy floor {_fmt(floor, 2)} meV",
            fmt.format(*header).rstrip(), *[fmt.format(*c).rstrip() for c in lines],
            "k = DFT iterations after the network; SCF ratio = effective PySCF cycles / minao's.",
-           f"tables: {run.path / TABLES_DIR}/ (table1_cost, table2_accuracy, table3_inference)",
+           *verdict_lines(run),
+           f"tables: {run.path / TABLES_DIR}/ (table1_cost ... table4_protocol)",
            f"results: {run.path / 'results.csv'} (one row per method, seed, k)"]
     return "\n".join(_clip(line) for line in out) + "\n"
 
@@ -85,3 +86,45 @@ def _mean(values) -> float:
 def _clip(line: str) -> str:
     """Paths can be long: keep every line within the summary width."""
     return line if len(line) <= SUMMARY_WIDTH else line[: SUMMARY_WIDTH - 1] + "…"
+
+
+def _scores(run) -> list[dict[str, str]]:
+    with open(run.path / "scores.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _stats(rows: list[dict[str, str]], method: str, k: int, key: str) -> dict[str, float]:
+    from qptbench.evaluation.stats import summarize
+
+    groups: dict[str, list[float]] = {}
+    for r in rows:
+        if r["method"] == method and int(r["dft_iterations"]) == k:
+            groups.setdefault(r["seed"], []).append(_number(r[key]))
+    return summarize(groups)
+
+
+def verdict_lines(run) -> list[str]:
+    """Which route wins, per k, on ΔE and ΔH: "lower" only when the two 95 % bootstrap
+    intervals (over molecules and seeds) do not overlap; and whether the wall-clock was equal."""
+    if not {"qpt", "qhnet"} <= set(run.methods) or not (run.path / "scores.csv").exists():
+        return []
+    rows, lines = _scores(run), []
+    for k in (0, 1, 3):
+        parts = []
+        for key, label, unit in (("delta_e_mev", "ΔE", "meV"), ("delta_h_uha", "ΔH", "µHa")):
+            a, b = _stats(rows, "qpt", k, key), _stats(rows, "qhnet", k, key)
+            if not (math.isfinite(a["mean"]) and math.isfinite(b["mean"])):
+                parts.append(f"{label} n/a for QPT")
+                continue
+            word = ("QPT lower" if a["ci_high"] < b["ci_low"] else
+                    "QHNet lower" if b["ci_high"] < a["ci_low"] else "intervals overlap")
+            parts.append(f"{label} {_fmt(a['mean'])} vs {_fmt(b['mean'])} {unit}: {word}")
+        lines.append(f"k={k} (QPT vs QHNet): " + "; ".join(parts))
+    budget = (run.info.get("config") or {}).get("budget_hours")
+    if budget:
+        lines.append(f"equal wall-clock: each route had {budget:g} h per seed (the baseline's "
+                     "labelling included)")
+    else:
+        lines.append("no --budget-hours: route wall-clocks differ; compare at equal hours in "
+                     "plots/error_vs_wallclock")
+    return lines

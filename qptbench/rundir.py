@@ -37,7 +37,7 @@ METHOD_NAMES = {"qpt": "QPT", "qhnet": "QHNet"}
 
 # What a finished run writes next to its data (tables.write_run_outputs, plots.make_plots).
 TABLES_DIR, PLOTS_DIR = "tables", "plots"
-TABLE_NAMES = ("table1_cost", "table2_accuracy", "table3_inference")
+TABLE_NAMES = ("table1_cost", "table2_accuracy", "table3_inference", "table4_protocol")
 TABLE_SUFFIXES = ("md", "tex", "csv")
 PLOT_NAMES = ("error_vs_wallclock", "training_curves")
 PLOT_SUFFIXES = ("png", "svg")

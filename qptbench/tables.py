@@ -137,7 +137,7 @@ def cost_table(run_dirs: Sequence[str | Path | RunDir], paper: bool = True) -> p
 def _interval(stats: dict[str, float]) -> str | None:
     if not math.isfinite(stats["mean"]):
         return None
-    return f"{stats['mean']:.4g} [{stats['ci_low']:.3g}, {stats['ci_high']:.3g}]"
+    return f"{stats['mean']:.3g} [{stats['ci_low']:.3g}, {stats['ci_high']:.3g}]"
 
 
 def accuracy_table(run_dirs: Sequence[str | Path | RunDir], paper: bool = True) -> pd.DataFrame:
@@ -190,6 +190,43 @@ def accuracy_table(run_dirs: Sequence[str | Path | RunDir], paper: bool = True) 
     return frame
 
 
+BY_K = (("delta_e_mev", "ΔE", "meV", (1, 3)), ("delta_h_uha", "ΔH", "µHa", (0, 1, 3)),
+        ("delta_eps_occ_uha", "Δε occupied", "µHa", (1, 3)))
+
+
+def protocol_table(run_dirs: Sequence[str | Path | RunDir], paper: bool = False
+                   ) -> pd.DataFrame:
+    """The comparison at a glance: one row per method and control, the k of every number in its
+    column header, cells "mean [95 % bootstrap interval]" over molecules and seeds, and each
+    route's wall-clock hours (data creation + tensor preparation + training, mean over seeds)."""
+    from qptbench.evaluation.stats import summarize
+
+    rows = []
+    for run in _runs(run_dirs):
+        if not (run.path / "scores.csv").exists():
+            continue
+        scores = pd.read_csv(run.path / "scores.csv")
+        names = [*run.methods, *[m for m in scores["method"].unique() if m not in run.methods]]
+        for method in names:
+            mine = scores[scores["method"] == method]
+            row: dict[str, Any] = {"source": str(run.path), "method": display_name(method)}
+            hours = [run.total_seconds(method, seed=s) / SECONDS_PER_HOUR for s in run.seeds
+                     ] if method in run.methods else []
+            row[ROUTE_H] = sum(hours) / len(hours) if hours else None
+            for key, label, unit, ks in BY_K:
+                for k in ks:
+                    part = mine[mine["dft_iterations"] == k]
+                    by_seed = {s: g[key].to_numpy() for s, g in part.groupby(
+                        part["seed"].fillna(-1))}
+                    row[f"{label} k={k} ({unit})"] = _interval(summarize(by_seed))
+            scf = mine[mine["dft_iterations"] == 1].dropna(subset=["scf_effective_cycles"])
+            row["SCF cycles k=1 vs minao (ratio)"] = (
+                float(scf["scf_effective_cycles"].mean() / scf["scf_cycles_minao"].mean())
+                if len(scf) else None)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def inference_table(run_dirs: Sequence[str | Path | RunDir], paper: bool = True) -> pd.DataFrame:
     """Table 3 form: seconds per molecule at inference, one row per run (molecule)."""
     runs, rows = _runs(run_dirs), []
@@ -237,12 +274,15 @@ TABLES: dict[str, Callable[..., pd.DataFrame]] = {
     "table1_cost": cost_table,
     "table2_accuracy": accuracy_table,
     "table3_inference": inference_table,
+    "table4_protocol": protocol_table,
 }
 TITLES = {
     "table1_cost": "Table 1: data creation and training, wall-clock hours",
     "table2_accuracy": "Table 2: error vs PySCF on held-out molecules, one evaluator for every "
                        "row: mean [95 % bootstrap interval] over molecules and seeds",
     "table3_inference": "Table 3: inference, seconds per molecule",
+    "table4_protocol": "Table 4: every method and control through one evaluator, by k (DFT "
+                       "iterations after the network): mean [95 % bootstrap interval]",
 }
 
 
