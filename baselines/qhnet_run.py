@@ -29,9 +29,9 @@ Remaining deviations from QHNet's recipe (what QHNet did -> what we do -> why):
   for every molecule -> the loop has no delayed EMA start; with decay 0.99 the EMA forgets the first
   steps within a few hundred updates.
 - Checkpoint selection: QHNet keeps the checkpoint with the best validation H MAE (EMA weights)
-  -> the same through the loop's ``best_metric="delta_h_uha"`` (``best.pt``, EMA weights), on
-  ``n_val`` validation conformations (default 500, as QHNet) -> none left, as long as the test
-  evaluation loads ``best.pt`` (``qptbench.train.load_best``).
+  -> the same through the loop's ``best_metric="delta_h_uha_k0"`` (ΔH of the raw prediction;
+  ``best.pt``, EMA weights), on ``n_val`` validation conformations (default 500, as QHNet), and
+  the test evaluation loads ``best.pt`` (``qptbench.train.load_best``) -> no deviation left.
 - dtype: QHNet's config default is float32 (its best MD17 numbers, LSW 10k/1M and ReduceLROnPlateau,
   are float32), its paper rows float64 -> RunOptions default float32; metrics are computed in
   float64 from the float32 prediction.  Labels are PySCF float64 matrices rounded to float32 for the
