@@ -61,7 +61,7 @@ from qptbench.geometry import Molecule
 from qptbench.ledger import Ledger, read_ledger, totals
 from qptbench.train import TrainConfig, load_best, load_checkpoint, train
 
-from .qhnet import QHNET_SCHEDULE, QHNet, QHNetConfig, preset
+from .qhnet import MD17_RECIPE, QHNET_SCHEDULE, QHNet, QHNetConfig, preset
 from .qhnet_data import LabelledSet, batch_factory, open_store
 from .qhnet_orbitals import element_shells
 from .qhnet_train import make_loss_fn, predict
@@ -87,6 +87,7 @@ class RunOptions:
     energy_molecules: int = 20        # conformations per evaluation that also get ΔE
     eval_every: int = 500
     eval_points: int = 0              # > 0: evaluate at k/eval_points of the budget (or steps)
+    molecule: str | None = None       # QHNet's per-molecule LR/batch (qhnet preset), if an MD17 one
     checkpoint_every: int = 100
     seed: int = 0
     progress: bool = True
@@ -116,7 +117,8 @@ def _model_spec(out: Path, options: RunOptions, train_set: LabelledSet) -> dict[
     spec_path = out / "model.json"
     level = train_set.level
     shells = element_shells([train_set.molecule(0)], level.basis if level else "def2-svp")
-    spec = {"preset": options.preset, "config": asdict(preset(options.preset)),
+    molecule = options.molecule if options.molecule in MD17_RECIPE else None
+    spec = {"preset": options.preset, "config": asdict(preset(options.preset, molecule)),
             "element_shells": {str(z): list(ls) for z, ls in shells.items()},
             "dtype": options.dtype, "labels": str(options.labels),
             "numbers": [int(z) for z in train_set.numbers]}

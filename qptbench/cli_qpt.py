@@ -53,6 +53,9 @@ def train_qpt(
                                    help="Steps between validations (0: only at the end).  "
                                    "[default: from --preset: smoke 0, tiny 250, small 1000, "
                                    "paper 5000]"),
+    head: str = typer.Option(None, "--head", metavar="psd|signed",
+                             help="Output head: psd = the paper's A = QQᵀ/√d (can only raise "
+                             "orbital energies), signed = A = Q diag(s) Qᵀ/√d.  [default: psd]"),
     seed: int = typer.Option(None, "--seed", metavar="S",
                              help="Initialisation and sampling seed.  [default: 0]"),
     device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda",
@@ -82,7 +85,7 @@ def train_qpt(
             preset, molecule=molecule, steps=steps, sampler=sampler or ("dataset" if dataset
             else None), dataset=dataset or val, n_val=n_val,
             window=1 if fresh_every_step else window, workers=workers, lr=lr, xc=xc,
-            basis=basis, grid_level=grid_level, eval_every=eval_every, seed=seed)
+            basis=basis, grid_level=grid_level, eval_every=eval_every, seed=seed, head=head)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     final = tq.run(cfg, Path(out), resolve_device(device), resume=resume)

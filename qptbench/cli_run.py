@@ -19,7 +19,8 @@ def run_command(
                                "an hour on CPU; paper: the paper's sizes (500/25k labels, "
                                "GPT-medium, 200k steps), a GPU cluster job."),
     methods: str = typer.Option("qpt,qhnet", "--methods", metavar="LIST",
-                                help="Comma-separated methods: qpt, qhnet."),
+                                help="Comma-separated methods: qpt, qhnet, qpt-signed (QPT "
+                                "with a signed output head)."),
     budget_hours: float = typer.Option(None, "--budget-hours", metavar="H",
                                        help="Same wall-clock budget for both routes: labelling "
                                        "+ training for the baseline, tensor preparation + "

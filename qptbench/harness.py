@@ -41,7 +41,7 @@ from qptbench.evaluation.results import (
 from qptbench.geometry import Molecule
 from qptbench.ledger import Ledger, environment, read_ledger
 from qptbench.level import LevelOfTheory
-from qptbench.methods import METHODS, MethodContext, make_method
+from qptbench.methods import DEFAULT_METHODS, METHODS, MethodContext, make_method
 
 SCORES, RESULTS = "scores.csv", "results.csv"
 
@@ -50,7 +50,7 @@ SCORES, RESULTS = "scores.csv", "results.csv"
 class HarnessConfig:
     molecule: str = "water"
     preset: str = "smoke"
-    methods: tuple[str, ...] = tuple(METHODS)
+    methods: tuple[str, ...] = DEFAULT_METHODS
     seeds: int = 1               # independent training seeds per method
     n_train: int = 8             # labelled training conformations (the baseline's data)
     n_val: int = 2               # held-out conformations (PySCF references)

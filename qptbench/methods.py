@@ -50,6 +50,7 @@ class Method(Protocol):
 class QPTMethod:
     name, title = "qpt", "QPT (implicit DFT loss, no labels)"
     fixes_h, uses_labels = False, False
+    head = "psd"  # the paper's output head A = QQᵀ/√d (models/qpt.py)
 
     def _config(self, ctx: MethodContext):
         from qptbench import train_qpt as tq
@@ -59,19 +60,24 @@ class QPTMethod:
                               sampler="dataset", dataset=str(ctx.dataset), n_val=s["n_val"],
                               xc=s["xc"], basis=s["basis"], grid_level=s["grid_level"],
                               seed=ctx.seed, eval_every=s["eval_every"],
-                              eval_points=s["eval_points"], workers=0)
+                              eval_points=s["eval_points"], workers=0, head=self.head)
 
     def train(self, ctx: MethodContext, budget_s: float | None) -> None:
         from qptbench import train_qpt as tq
 
         tq.run(self._config(ctx), ctx.out, ctx.device, resume=ctx.resume,
                progress=ctx.progress, ledger=ctx.ledger, time_limit_s=budget_s,
-               evaluator=ctx.evaluator, desc=f"QPT training (seed {ctx.seed})")
+               evaluator=ctx.evaluator, desc=f"QPT training ({self.head} head, seed {ctx.seed})")
 
     def predict(self, ctx: MethodContext, molecules: list[Molecule]) -> list[np.ndarray]:
         from qptbench import train_qpt as tq
 
         return tq.predict(ctx.out, molecules, ctx.device)
+
+
+class QPTSignedMethod(QPTMethod):
+    name, title = "qpt-signed", "QPT, signed output head (implicit DFT loss)"
+    head = "signed"  # A = Q diag(s) Qᵀ/√d: can lower orbital energies too
 
 
 class QHNetMethod:
@@ -86,7 +92,7 @@ class QHNetMethod:
                              steps=s["qhnet_steps"], device=str(ctx.device), resume=ctx.resume,
                              n_val=s["n_val"], energy_molecules=s["n_val"],
                              eval_every=s["eval_every"], eval_points=s["eval_points"],
-                             seed=ctx.seed, progress=ctx.progress)
+                             seed=ctx.seed, progress=ctx.progress, molecule=ctx.molecule)
         run(options, ledger=ctx.ledger, time_limit_s=budget_s, evaluator=ctx.evaluator,
             desc=f"QHNet training (seed {ctx.seed})")
 
@@ -99,7 +105,9 @@ class QHNetMethod:
         return predict_molecules(ctx.out, molecules, like, ctx.device)
 
 
-METHODS: dict[str, type] = {"qpt": QPTMethod, "qhnet": QHNetMethod}
+METHODS: dict[str, type] = {"qpt": QPTMethod, "qhnet": QHNetMethod,
+                            "qpt-signed": QPTSignedMethod}
+DEFAULT_METHODS = ("qpt", "qhnet")
 
 
 def make_method(name: str) -> Method:

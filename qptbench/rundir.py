@@ -33,7 +33,7 @@ SECONDS_PER_HOUR = 3600.0
 BUCKETS = ("data_creation", "tensors", "training", "evaluation", "reference", "sampling",
            "unbooked")
 IN_TOTAL = ("data_creation", "tensors", "training")
-METHOD_NAMES = {"qpt": "QPT", "qhnet": "QHNet"}
+METHOD_NAMES = {"qpt": "QPT", "qhnet": "QHNet", "qpt-signed": "QPT (signed head)"}
 
 # What a finished run writes next to its data (tables.write_run_outputs, plots.make_plots).
 TABLES_DIR, PLOTS_DIR = "tables", "plots"

@@ -32,7 +32,7 @@ from qptbench.frames import ao_rotation
 from qptbench.geometry import Molecule
 from qptbench.ledger import Ledger, cpu_seconds
 from qptbench.level import LevelOfTheory
-from qptbench.models.qpt import QPT, count_parameters, preset_config
+from qptbench.models.qpt import HEADS, QPT, count_parameters, preset_config
 from qptbench.models.qpt_inputs import QPTSample, Vocabulary, prepare_sample
 from qptbench.train import SkipStep, TrainConfig, train
 
@@ -45,6 +45,7 @@ INFERENCE_MIN_MOLECULES = 10
 class QPTRunConfig:
     molecule: str = "water"
     model: str = "tiny"                 # QPT preset: tiny | small | gpt-medium
+    head: str = "psd"                   # output head: psd (the paper's A = QQᵀ/√d) | signed
     steps: int = 1500
     lr: float = 3e-4
     min_lr: float = 3e-5
@@ -90,7 +91,10 @@ def make_config(preset: str, **overrides: Any) -> QPTRunConfig:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     given = {k: v for k, v in overrides.items() if v is not None}
-    return replace(QPTRunConfig(), **{**PRESETS[preset], **given})
+    cfg = replace(QPTRunConfig(), **{**PRESETS[preset], **given})
+    if cfg.head not in HEADS:
+        raise ValueError(f"unknown output head {cfg.head!r}; choose from {', '.join(HEADS)}")
+    return cfg
 
 
 # ---- conformation sources: index -> Molecule, deterministic ---------------------------------
@@ -325,7 +329,7 @@ def measure_inference(model: QPT, molecules: Sequence[Molecule], preparer: Prepa
 def build_model(cfg: QPTRunConfig, device: torch.device) -> tuple[QPT, Vocabulary]:
     vocab = Vocabulary.from_basis(cfg.basis)
     torch.manual_seed(cfg.seed)
-    return QPT(preset_config(cfg.model, vocab.size)).to(device), vocab
+    return QPT(preset_config(cfg.model, vocab.size, head=cfg.head)).to(device), vocab
 
 
 def run(cfg: QPTRunConfig, out_dir: str | Path, device: torch.device, resume: bool = False,
