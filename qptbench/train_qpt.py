@@ -270,15 +270,22 @@ class Predictor:
     """
 
     def __init__(self, molecules: Sequence[Molecule], preparer: Preparer,
-                 device: torch.device) -> None:
-        self.samples = [preparer(m).sample.to(device) for m in molecules]
-        self.rotations = [torch.as_tensor(ao_rotation(s.shell_ls, s.rotation), device=device)
-                          for s in self.samples]
+                 device: torch.device, keep: bool = True) -> None:
+        """``keep=False``: prepare each geometry again at every call instead of holding all
+        their tensors (the evaluator's memory rule, ``evaluation.evaluator.TensorCache``)."""
+        self.molecules, self.preparer, self.device = list(molecules), preparer, device
+        self.samples = [self._prepare(m) for m in molecules] if keep else None
+
+    def _prepare(self, molecule: Molecule) -> tuple[QPTSample, torch.Tensor]:
+        sample = self.preparer(molecule).sample.to(self.device)
+        u = torch.as_tensor(ao_rotation(sample.shell_ls, sample.rotation), device=self.device)
+        return sample, u
 
     @torch.no_grad()
     def __call__(self, model: QPT) -> list[np.ndarray]:
         out = []
-        for sample, u in zip(self.samples, self.rotations, strict=True):
+        for i, mol in enumerate(self.molecules):
+            sample, u = self.samples[i] if self.samples is not None else self._prepare(mol)
             h = model(sample).to(torch.float64)
             out.append((u @ h @ u.mT).cpu().numpy())
         return out
@@ -361,7 +368,8 @@ def run(cfg: QPTRunConfig, out_dir: str | Path, device: torch.device, resume: bo
         with ledger.phase("tensors", what="validation tensors (evaluator)", n=len(refs)):
             evaluator = Evaluator(refs, cfg.level(), device)
     with ledger.phase("tensors", what="validation samples (QPT inputs)", n=len(evaluator)):
-        predictor = Predictor(evaluator.molecules(), preparer, device)
+        predictor = Predictor(evaluator.molecules(), preparer, device,
+                              keep=evaluator.tensors.keep)
     stream = WindowedStream(make_source(cfg, stream=0), preparer, cfg.window, cfg.workers)
     loss = ImplicitDFTLoss(device, cfg.mix_at, cfg.steps, cfg.explode_ha)
     result = train(model, loss, stream, cfg.train_config(), out, resume=resume,

@@ -122,3 +122,13 @@ def test_bootstrap_interval_covers_mean_and_pools_seeds():
     two = summarize({0: [1.0, 1.0], 1: [3.0, 3.0]})
     assert two["mean"] == 2.0 and two["ci_low"] == 1.0 and two["ci_high"] == 3.0
     assert np.isnan(summarize([float("nan")])["mean"])
+
+
+def test_tensors_rebuilt_when_they_would_not_fit(evaluator):
+    """With no room to keep tensors the evaluator rebuilds them per use: same scores."""
+    lean = Evaluator(evaluator.refs, LEVEL, cache_bytes=0)
+    assert not lean.tensors.keep and evaluator.tensors.keep
+    assert lean.floor_mev == pytest.approx(evaluator.floor_mev, abs=1e-12)
+    preds = [r.fock + 1e-3 * r.overlap for r in evaluator.refs]
+    a, b = evaluator.score(preds, "m"), lean.score(preds, "m")
+    assert [r["delta_e_mev"] for r in a] == pytest.approx([r["delta_e_mev"] for r in b])

@@ -35,6 +35,47 @@ CONTROL_NAMES = {"zero": "zero model (H_init + k iterations)",
                  "label": "the PySCF label H*"}
 
 Progress = Callable[[str], None]
+CACHE_GB = 4.0  # default: keep the references' tensors while they fit, else rebuild per use
+
+
+def dense_tensor_bytes(n_ao: int, n_grid_per_atom: int, n_atoms: int) -> float:
+    """Rough size of one geometry's DFTTensors: dense ERIs + AO values and gradients."""
+    return 8.0 * (n_ao**4 + 4 * n_ao * n_grid_per_atom * n_atoms)
+
+
+class TensorCache(Sequence):
+    """The references' DFT tensors, each in its own frame: all kept in memory while their
+    estimated size is below ``cache_bytes`` (default ``QPTBENCH_EVAL_CACHE_GB`` or 4 GB),
+    otherwise built again at each use, so scoring 50 uracils never holds 50 × 2.4 GB of ERIs."""
+
+    def __init__(self, molecules: Sequence, level: LevelOfTheory, device: torch.device,
+                 cache_bytes: float | None = None) -> None:
+        import os
+
+        from qptbench.tensors import basis_layout
+
+        self.molecules, self.level, self.device = list(molecules), level, device
+        limit = cache_bytes if cache_bytes is not None else 1e9 * float(
+            os.environ.get("QPTBENCH_EVAL_CACHE_GB", CACHE_GB))
+        n_ao = basis_layout(self.molecules[0], level.basis).n_ao
+        per = dense_tensor_bytes(n_ao, 20_000, self.molecules[0].n_atoms)
+        self.keep = per * len(self.molecules) <= limit
+        self._kept: dict[int, object] = {}
+
+    def __len__(self) -> int:
+        return len(self.molecules)
+
+    def __getitem__(self, i):
+        from qptbench.tensors import build_tensors
+
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i in self._kept:
+            return self._kept[i]
+        t = build_tensors(self.molecules[i], self.level, self.device)
+        if self.keep:
+            self._kept[i] = t
+        return t
 
 
 class Evaluator:
@@ -45,13 +86,13 @@ class Evaluator:
     """
 
     def __init__(self, refs: Sequence[Reference], level: LevelOfTheory,
-                 device: torch.device | str = "cpu", scf_molecules: int = 0) -> None:
-        from qptbench.tensors import build_tensors
-
+                 device: torch.device | str = "cpu", scf_molecules: int = 0,
+                 cache_bytes: float | None = None) -> None:
         if not refs:
             raise ValueError("no references to score against")
         self.refs, self.level, self.device = list(refs), level, torch.device(device)
-        self.tensors = [build_tensors(r.molecule, level, self.device) for r in self.refs]
+        self.tensors = TensorCache([r.molecule for r in self.refs], level, self.device,
+                                   cache_bytes)
         self.scf_molecules = min(int(scf_molecules), len(self.refs))
         self._timers: list | None = None
         self.floor_mev = [abs(iterate(t, self._tensor(r.fock), k_max=0)[0].energy - r.energy)
