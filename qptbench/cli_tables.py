@@ -70,3 +70,23 @@ def tables_command(
         if problems:
             raise typer.Exit(code=1)
         typer.echo(f"consistent: {', '.join(run_dirs)}")
+
+
+@app.command("publish")
+@_friendly
+def publish_command(
+    run_dir: Annotated[str, typer.Argument(metavar="RUN_DIR",
+                                           help="A finished `qptbench run` directory.")],
+    out: str = typer.Option(..., "--out", metavar="DIR",
+                            help="Where to put the small evidence (e.g. results/water-small)."),
+) -> None:
+    """Copy a run's small evidence to a folder worth committing.
+
+    Copies run.json, ledger.jsonl, scores.csv, results.csv and each method's logs (never
+    checkpoints, caches or the HDF5 dataset), then rebuilds tables/, plots/ and summary.txt
+    there: the copy is itself a run directory (`qptbench tables DIR --check`).
+    """
+    from qptbench.report import publish_run
+
+    written = publish_run(run_dir, out)
+    typer.echo(f"wrote {len(written)} files to {out}")

@@ -188,11 +188,14 @@ def _check_resume(cfg: HarnessConfig, out: Path, resume: bool) -> None:
         raise InputError(f"{out} is not empty; use --resume to continue it or choose another --out")
     if resume and run_json.exists():
         saved = json.loads(run_json.read_text())["config"]
-        saved["methods"] = tuple(saved["methods"])
-        if HarnessConfig(**{k: v for k, v in saved.items()
-                            if k in HarnessConfig.__dataclass_fields__}) != cfg:
+        saved = HarnessConfig(**{k: (tuple(v) if k == "methods" else v) for k, v in
+                                 saved.items() if k in HarnessConfig.__dataclass_fields__})
+        # a resume may add methods (scored on the same references), never drop or change any
+        if replace(saved, methods=cfg.methods) != cfg or not set(saved.methods) <= set(
+                cfg.methods):
             raise InputError(f"--resume: {run_json} was written with other settings; rerun "
-                             "with the same options (see its 'config')")
+                             "with the same options (see its 'config'; --methods may only "
+                             "add methods)")
 
 
 def run(cfg: HarnessConfig, out_dir: str | Path, device: torch.device, resume: bool = False,

@@ -128,3 +128,31 @@ def verdict_lines(run) -> list[str]:
         lines.append("no --budget-hours: route wall-clocks differ; compare at equal hours in "
                      "plots/error_vs_wallclock")
     return lines
+
+
+PUBLISHED = ("run.json", "ledger.jsonl", "scores.csv", "results.csv", "controls/scores.csv")
+PUBLISHED_PER_SEED = ("metrics.jsonl", "train.jsonl", "model.json", "inference.json",
+                      "scores.csv", "summary.json", "result.json", "config.json",
+                      "train_config.json")
+
+
+def publish_run(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
+    """Copy a run's small evidence (ledger, scores, results, per-seed logs; never checkpoints,
+    caches or the HDF5 dataset) to ``out_dir`` and rebuild its tables, plots and summary.txt
+    there, so a results folder committed to a repository is itself a run directory that
+    ``qptbench tables`` can check and rebuild."""
+    import shutil
+
+    src, dst = Path(run_dir), Path(out_dir)
+    run = load_run(src)
+    names = list(PUBLISHED) + [f"{m}/seed{s}/{f}" for m in run.methods for s in run.seeds
+                               for f in PUBLISHED_PER_SEED]
+    copied = []
+    for rel in names:
+        if (src / rel).exists():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src / rel, dst / rel)
+            copied.append(dst / rel)
+    written, _ = write_run_outputs(dst)
+    (dst / "summary.txt").write_text(summary_text(dst))
+    return [*copied, *written, dst / "summary.txt"]
