@@ -270,11 +270,21 @@ class Predictor:
     """
 
     def __init__(self, molecules: Sequence[Molecule], preparer: Preparer,
-                 device: torch.device, keep: bool = True) -> None:
+                 device: torch.device, keep: bool = True, progress: bool = False) -> None:
         """``keep=False``: prepare each geometry again at every call instead of holding all
         their tensors (the evaluator's memory rule, ``evaluation.evaluator.TensorCache``)."""
+        from qptbench.progress import make_bar
+
         self.molecules, self.preparer, self.device = list(molecules), preparer, device
-        self.samples = [self._prepare(m) for m in molecules] if keep else None
+        self.samples = None
+        if keep:
+            bar = make_bar(len(self.molecules), "QPT inputs: held-out molecules",
+                           disable=not progress, unit="mol")
+            self.samples = []
+            for m in self.molecules:
+                self.samples.append(self._prepare(m))
+                bar.update(1)
+            bar.close()
 
     def _prepare(self, molecule: Molecule) -> tuple[QPTSample, torch.Tensor]:
         sample = self.preparer(molecule).sample.to(self.device)
@@ -369,7 +379,7 @@ def run(cfg: QPTRunConfig, out_dir: str | Path, device: torch.device, resume: bo
             evaluator = Evaluator(refs, cfg.level(), device)
     with ledger.phase("tensors", what="validation samples (QPT inputs)", n=len(evaluator)):
         predictor = Predictor(evaluator.molecules(), preparer, device,
-                              keep=evaluator.tensors.keep)
+                              keep=evaluator.tensors.keep, progress=progress)
     stream = WindowedStream(make_source(cfg, stream=0), preparer, cfg.window, cfg.workers)
     loss = ImplicitDFTLoss(device, cfg.mix_at, cfg.steps, cfg.explode_ha)
     result = train(model, loss, stream, cfg.train_config(), out, resume=resume,
