@@ -83,7 +83,7 @@ def train_qpt(
     try:
         cfg = tq.make_config(
             preset, molecule=molecule, steps=steps, sampler=sampler or ("dataset" if dataset
-            else None), dataset=dataset or val, n_val=n_val,
+            else None), dataset=dataset, val=val, n_val=n_val,
             window=1 if fresh_every_step else window, workers=workers, lr=lr, xc=xc,
             basis=basis, grid_level=grid_level, eval_every=eval_every, seed=seed, head=head)
     except ValueError as exc:

@@ -55,6 +55,7 @@ class QPTRunConfig:
     sampler: str = "displaced"          # displaced | md | dataset
     displacement_angstrom: float = 0.05  # 'displaced': Gaussian std per coordinate
     dataset: str | None = None          # 'dataset' sampler / validation references
+    val: str | None = None              # references from this file's val split (else dataset's)
     n_val: int = 8
     xc: str = "b3lyp5"
     basis: str = "def2-svp"
@@ -241,15 +242,17 @@ class ImplicitDFTLoss:
 
 
 def make_references(cfg: QPTRunConfig, out_dir: Path, ledger: Ledger) -> list[Reference]:
-    """The held-out references: the val split of ``cfg.dataset`` when one is given (``--dataset``
-    or ``--val``), else PySCF labels made here for ``n_val`` geometries of the validation stream.
+    """The held-out references: the val split of ``cfg.val`` (``--val``) or else of
+    ``cfg.dataset`` (``--dataset``) when one is given, else PySCF labels made here for
+    ``n_val`` geometries of the validation stream.
     Cached in the run directory as plain arrays (``references.npz``, no pickles)."""
     cache = out_dir / "references.npz"
     if cache.exists():
         return references.load(cache)
-    if cfg.dataset is not None:
-        with ledger.phase("reference", source=cfg.dataset) as extra:
-            refs = references.from_dataset(cfg.dataset, "val", cfg.n_val)
+    source_file = cfg.val or cfg.dataset
+    if source_file is not None:
+        with ledger.phase("reference", source=source_file) as extra:
+            refs = references.from_dataset(source_file, "val", cfg.n_val)
             extra["n"] = len(refs)
     else:
         source = make_source(cfg, stream=1)
