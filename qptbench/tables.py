@@ -372,25 +372,29 @@ def _check_frame(name: str, frame: pd.DataFrame, run_path: str) -> list[str]:
 
 
 def check_run(run_dir: str | Path, outputs: bool = True) -> list[str]:
-    """Problems with a run directory (empty list: consistent).  Checks the files exist, every
-    ledger entry is booked exactly once (per-phase hours add up to the totals and to the whole
-    ledger), units are in every numeric column, every measured row traces to this directory and,
-    with ``outputs``, that the written tables and plots exist and the CSVs match the ledger."""
+    """Problems with a run directory (empty list: consistent).  Checks every method's and seed's
+    files exist, every ledger entry is booked exactly once (per-phase hours add up to the totals
+    and to the whole ledger), units are in every numeric column, every measured row traces to
+    this directory and, with ``outputs``, that the written tables and plots exist and the CSVs
+    (table1_cost.csv, results.csv: a row and the ledger's hours per method and seed) match the
+    ledger."""
     root = Path(run_dir)
     try:
         run = load_run(root)
     except Exception as exc:  # any unreadable run is a problem to report, not a crash
         return [f"cannot read {root}: {exc}"]
     problems = []
-    for method, mrun in run.methods.items():
-        for fname in ("metrics.jsonl", "train.jsonl", "model.json", "inference.json"):
+    for (method, seed), mrun in run.seed_runs.items():  # every seed, not only the first
+        where = f"{method}/seed{seed}"
+        for fname in ("metrics.jsonl", "train.jsonl", "model.json", "inference.json",
+                      "scores.csv"):
             if not (mrun.path / fname).exists():
-                problems.append(f"{method}/{fname} is missing")
+                problems.append(f"{where}/{fname} is missing")
         if not mrun.metrics:
-            problems.append(f"{method}: no evaluation in metrics.jsonl")
+            problems.append(f"{where}: no evaluation in metrics.jsonl")
         missing = [f"{k}_k1" for k in METRIC_COLUMNS if f"{k}_k1" not in final_metrics(mrun)]
         if mrun.metrics and missing:
-            problems.append(f"{method}: final metrics lack {', '.join(missing)}")
+            problems.append(f"{where}: final metrics lack {', '.join(missing)}")
     allowed = {*run.methods, "shared"}
     for i, e in enumerate(run.ledger):
         wall = e.get("wall_seconds")
@@ -437,4 +441,15 @@ def check_run(run_dir: str | Path, outputs: bool = True) -> list[str]:
                 if col in on_disk and len(on_disk) == len(cost) and not all(
                         _close(a, b) for a, b in zip(on_disk[col], cost[col], strict=True)):
                     problems.append(f"{written}: {col} differs from the ledger")
+        results = root / "results.csv"
+        if results.exists() and results.stat().st_size:
+            frame = pd.read_csv(results)
+            for method, seed in run.seed_runs:
+                own = frame[(frame["method"] == method) & (frame["seed"] == seed)]
+                hours = _hours(run.total_seconds(method, seed=seed))
+                if own.empty:
+                    problems.append(f"results.csv: no row for {method} seed {seed}")
+                elif not all(_close(h, hours) for h in own["wall_hours"]):
+                    problems.append(f"results.csv: {method} seed {seed} wall_hours differ from "
+                                    f"the ledger ({hours:.6g} h)")
     return problems

@@ -1,87 +1,257 @@
-"""Tables from run directories: numbers traced to the ledger, paper rows kept apart, checks
-that fail on broken runs, the `qptbench tables` command."""
+"""Tables from run directories: costs traced to the ledger per method and seed, accuracy rows per
+method and k from scores.csv with bootstrap intervals, controls beside the routes, paper rows
+kept apart, checks that fail on broken runs, the `qptbench tables` command."""
 
 from __future__ import annotations
 
 import io
 import json
+import math
+import re
 import shutil
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
-from synthetic_run import STEPS, make_run_dir
+from synthetic_run import (
+    CONTROLS,
+    K_VALUES,
+    N_MOL,
+    STEPS,
+    factor,
+    make_run_dir,
+    score_value,
+)
 from typer.testing import CliRunner
 
 from qptbench import paper_rows, tables
 from qptbench.cli import app
+from qptbench.evaluation.stats import summarize
 from qptbench.report import write_run_outputs
-from qptbench.rundir import OUTPUT_FILES, load_run
+from qptbench.rundir import OUTPUT_FILES, PLOTS_DIR, TABLES_DIR, load_run
 
 H = 3600.0
+SEEDS = (0, 1)
+CELL = re.compile(r"^(\S+) \[(\S+), (\S+)\]$")
+ROUTES = {"qpt": "QPT", "qhnet": "QHNet"}
+DIGITS = 6e-3  # cells print 3 significant digits
+
+
+# The bootstrap makes tables cost seconds: build each synthetic run (and its tables) once per
+# module; tests that change files work on a copy.
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return make_run_dir(tmp_path_factory.mktemp("built") / "run")
+
+
+@pytest.fixture(scope="module")
+def built_tables(built):
+    return {True: tables.make_tables([built]), False: tables.make_tables([built], paper=False)}
+
+
+@pytest.fixture(scope="module")
+def written(built, tmp_path_factory):
+    """The synthetic run with its tables and plots written, as `qptbench run` leaves it."""
+    path = Path(shutil.copytree(built, tmp_path_factory.mktemp("written") / "run"))
+    write_run_outputs(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ethanol_qpt(tmp_path_factory):
+    return make_run_dir(tmp_path_factory.mktemp("b") / "b", methods=("qpt",),
+                        molecule="ethanol", seeds=(0,))
 
 
 @pytest.fixture
-def run_dir(tmp_path):
-    return make_run_dir(tmp_path / "run_a")
+def run_dir(built, tmp_path):
+    return Path(shutil.copytree(built, tmp_path / "run_a"))
 
 
 def _measured(frame):
     return tables.split(frame)[0]
 
 
-def _row(frame, method):
+def _row(frame, method, **where):
     rows = frame[frame["method"] == method]
+    for col, value in where.items():
+        rows = rows[rows[col] == value]
     assert len(rows) == 1, frame
     return rows.iloc[0]
 
 
-def test_cost_table_books_every_phase(run_dir):
-    frame = _measured(tables.cost_table([run_dir]))
-    qhnet, qpt = _row(frame, "QHNet"), _row(frame, "QPT")
-    assert qhnet[tables.DATA_H] == pytest.approx(1.0)
-    assert qhnet[tables.TRAIN_H] == pytest.approx(1800 / H)
-    assert qhnet[tables.TOTAL_H] == pytest.approx((3600 + 1800) / H)
-    assert qhnet[tables.EVAL_H] == pytest.approx(18 / H)
-    assert qhnet[tables.CPU_H] == pytest.approx((7000 + 3 * 1100) / H)
-    # QPT: no labels; validation-sample tensors are evaluation cost, not preparation
-    assert qpt[tables.DATA_H] == 0.0
-    assert qpt[tables.TENSORS_H] == pytest.approx(180 / H)
-    assert qpt[tables.TOTAL_H] == pytest.approx((180 + 1080) / H)
-    assert qpt[tables.EVAL_H] == pytest.approx((9 + 9) / H)
-    for row in (qhnet, qpt):  # shared costs are shown on every row, in no total
-        assert row[tables.REF_H] == pytest.approx(72 / H)
-        assert row[tables.SAMPLE_H] == pytest.approx(36 / H)
-        assert row["steps (count)"] == STEPS[-1]
-        assert row["source"] == str(run_dir)
+def _cell(text):
+    """"mean [lo, hi]" -> (mean, lo, hi)."""
+    match = CELL.match(text)
+    assert match, text
+    return tuple(float(x) for x in match.groups())
 
 
-def test_hours_at_step_counts_own_costs_only(run_dir):
+def _expected(method, k, metric):
+    """What scores.csv holds, summarised by seed (a control has one "seed")."""
+    seeds = SEEDS if method in ROUTES else (None,)
+    return {s: [score_value(method, s, k, m, metric) for m in range(N_MOL)] for s in seeds}
+
+
+# -- Table 1: cost ----------------------------------------------------------------------------
+
+def test_cost_table_books_every_phase_per_seed(built, built_tables):
+    run_dir = built
+    frame = _measured(built_tables[True]["table1_cost"])
+    assert list(zip(frame["method"], frame["seed"], strict=True)) == [
+        ("QPT", "0"), ("QPT", "1"), ("QHNet", "0"), ("QHNet", "1")]
+    for seed in SEEDS:
+        f = factor(seed)
+        qhnet, qpt = (_row(frame, m, seed=str(seed)) for m in ("QHNet", "QPT"))
+        # QHNet: its labels (no seed in the ledger) are the data creation of every seed
+        assert qhnet[tables.DATA_H] == pytest.approx(1.0)
+        assert qhnet[tables.TENSORS_H] == 0.0
+        assert qhnet[tables.TRAIN_H] == pytest.approx(3 * 600 * f / H)
+        assert qhnet[tables.TOTAL_H] == pytest.approx((3600 + 3 * 600 * f) / H)
+        assert qhnet[tables.EVAL_H] == pytest.approx((3 * 6 + 4) / H)
+        assert qhnet[tables.CPU_H] == pytest.approx((7000 + 3 * 1100 * f) / H)
+        # QPT: no labels; the in-loop preparation is moved out of training; validation-sample
+        # tensors are evaluation cost, not preparation
+        assert qpt[tables.DATA_H] == 0.0
+        assert qpt[tables.TENSORS_H] == pytest.approx(180 * f / H)
+        assert qpt[tables.TRAIN_H] == pytest.approx((3 * 420 - 180) * f / H)
+        assert qpt[tables.TOTAL_H] == pytest.approx(3 * 420 * f / H)
+        assert qpt[tables.EVAL_H] == pytest.approx((9 + 3 * 3 + 4) / H)
+        assert qpt[tables.CPU_H] == pytest.approx(3 * 700 * f / H)
+        for row in (qhnet, qpt):  # shared costs are shown on every row, in no total
+            assert row[tables.REF_H] == pytest.approx(72 / H)
+            assert row[tables.SAMPLE_H] == pytest.approx(36 / H)
+            assert row["steps (count)"] == STEPS[-1]
+            assert row["source"] == str(run_dir)
+            parts = row[tables.DATA_H] + row[tables.TENSORS_H] + row[tables.TRAIN_H]
+            assert row[tables.TOTAL_H] == pytest.approx(parts)
+
+
+def test_included_in_train_moves_preparation_out_of_training(run_dir):
     run = load_run(run_dir)
-    assert run.hours_at_step("qhnet") == pytest.approx(
-        {s: (3600 + 600 * (i + 1)) / H for i, s in enumerate(STEPS)})
-    assert run.hours_at_step("qpt") == pytest.approx(
-        {s: (180 + 360 * (i + 1)) / H for i, s in enumerate(STEPS)})
+    for clock, train, prep in (("wall", 420.0, 180.0), ("cpu", 700.0, 300.0)):
+        s = run.seconds("qpt", clock, seed=1)
+        assert s["tensors"] == pytest.approx(2 * prep)
+        assert s["training"] == pytest.approx(2 * (3 * train - prep))
+        assert run.total_seconds("qpt", clock, seed=1) == pytest.approx(2 * 3 * train)
+    # without the flag the same entry is preparation on top of training: counted twice
+    ledger = run_dir / "ledger.jsonl"
+    entries = [json.loads(x) for x in ledger.read_text().splitlines()]
+    for e in entries:
+        e.pop("included_in", None)
+    ledger.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    s = load_run(run_dir).seconds("qpt", seed=1)
+    assert s["training"] == pytest.approx(2 * 3 * 420)
+    assert s["tensors"] == pytest.approx(2 * 180)
 
 
-def test_accuracy_table_final_metrics_and_zero_model(run_dir):
-    frame = _measured(tables.accuracy_table([run_dir]))
-    assert list(frame["method"]) == ["QPT", tables.ZERO_MODEL, "QHNet"]
-    qpt, zero, qhnet = (_row(frame, m) for m in ("QPT", tables.ZERO_MODEL, "QHNet"))
-    last = json.loads((run_dir / "qpt" / "metrics.jsonl").read_text().splitlines()[-1])
-    assert qpt["ΔE (meV)"] == pytest.approx(last["delta_e_mev"])
-    assert qpt["Δε occupied (µHa)"] == pytest.approx(last["delta_eps_occ_uha"])
-    assert qpt["ψ occupied (cos)"] == pytest.approx(last["psi_cos_occ"])
-    assert zero["ΔH (µHa)"] == pytest.approx(last["zero_delta_h_uha"])
-    assert zero["parameters (count)"] == 0
-    assert qpt["parameters (count)"] == 1234 and qhnet["parameters (count)"] == 567
-    assert qpt["steps (count)"] == STEPS[-1]
-    assert qhnet["validation molecules (count)"] == 4
-    assert qpt["level of theory"] == "b3lyp5/def2-svp, grid 3"
-    assert "2 cores" in qpt["hardware"] and "cpu" in qpt["hardware"]
+def test_seeds_apart_and_together(built):
+    run = load_run(built)
+    assert run.seeds == [0, 1] and set(run.seed_runs) == {(m, s) for m in ROUTES for s in SEEDS}
+    both = run.seconds("qhnet")  # every seed, each entry once: the labels are not doubled
+    assert both["data_creation"] == pytest.approx(3600)
+    assert both["training"] == pytest.approx(3 * 600 * (1 + 2))
+    every = run.seconds(None)
+    assert every["sampling"] == 36 and every["reference"] == 72
+    assert every["evaluation"] == pytest.approx(5 + 2 * (3 * 6 + 4) + 2 * (9 + 3 * 3 + 4))
+    assert every["unbooked"] == 0
 
 
-def test_inference_table(run_dir):
-    row = _measured(tables.inference_table([run_dir])).iloc[0]
+def test_hours_at_step_counts_own_costs_only(built):
+    run = load_run(built)
+    for seed in SEEDS:
+        f = factor(seed)
+        assert run.hours_at_step("qhnet", seed) == pytest.approx(
+            {s: (3600 + 600 * f * (i + 1)) / H for i, s in enumerate(STEPS)})
+        # trained_seconds already holds the in-loop preparation: not added twice
+        assert run.hours_at_step("qpt", seed) == pytest.approx(
+            {s: 420 * f * (i + 1) / H for i, s in enumerate(STEPS)})
+    assert run.hours_at_step("qpt") == run.hours_at_step("qpt", 0)  # default: first seed
+
+
+def test_results_csv_costs_trace_to_the_ledger(built, built_tables):
+    results = pd.read_csv(built / "results.csv")
+    cost = _measured(built_tables[True]["table1_cost"])
+    for method, name in ROUTES.items():
+        for seed in SEEDS:
+            own = results[(results["method"] == method) & (results["seed"] == seed)]
+            assert sorted(own["dft_iterations"]) == list(K_VALUES)
+            row = _row(cost, name, seed=str(seed))
+            assert own["wall_hours"].tolist() == pytest.approx([row[tables.TOTAL_H]] * 3)
+            assert own["training_hours"].tolist() == pytest.approx([row[tables.TRAIN_H]] * 3)
+            assert own["tensor_hours"].tolist() == pytest.approx([row[tables.TENSORS_H]] * 3)
+            assert (own["steps"] == STEPS[-1]).all() and (own["kind"] == "method").all()
+    controls = results[results["kind"] == "control"]
+    assert set(controls["method"]) == set(CONTROLS) and controls["wall_hours"].isna().all()
+
+
+# -- Table 2: accuracy ------------------------------------------------------------------------
+
+def test_accuracy_rows_per_method_and_k_with_controls(built, built_tables):
+    run_dir = built
+    frame = _measured(built_tables[True]["table2_accuracy"])
+    expected = [(name, k) for name in ("QPT", "QHNet", *CONTROLS) for k in K_VALUES]
+    assert list(zip(frame["method"], frame[tables.K_COLUMN], strict=True)) == expected
+    assert (frame["source"] == str(run_dir)).all() and (frame["molecule"] == "water").all()
+    assert (frame["molecules (count)"] == N_MOL).all()
+    for method in (*ROUTES, *CONTROLS):
+        name = ROUTES.get(method, method)
+        for k in K_VALUES:
+            row = _row(frame, name, **{tables.K_COLUMN: k})
+            assert row["seeds (count)"] == (2 if method in ROUTES else 0)
+            assert row[tables.FLOOR] == pytest.approx(np.mean([1e-8 * (m + 1)
+                                                               for m in range(N_MOL)]))
+            scf_cycles = {"label": 1, "zero": 8}.get(method, 5)  # molecule 0 only
+            assert row[tables.SCF_RATIO] == pytest.approx((scf_cycles + k) / 10)
+            hours = {"qpt": 3 * 420 * 1.5 / H, "qhnet": (3600 + 3 * 600 * 1.5) / H}
+            if method in hours:
+                assert row[tables.ROUTE_H] == pytest.approx(hours[method])
+            else:
+                assert pd.isna(row[tables.ROUTE_H])
+            for key, column in tables.METRIC_COLUMNS.items():
+                values = _expected(method, k, key)
+                if method == "qpt" and k == 0 and key != "delta_e_mev":
+                    assert pd.isna(row[column]), (column, row[column])  # gauge: n/a, not 0
+                    continue
+                mean, lo, hi = _cell(row[column])  # printed to 3 significant digits
+                truth = np.mean([np.mean(v) for v in values.values()])
+                assert mean == pytest.approx(truth, rel=DIGITS), (method, k, key)
+                pooled = [x for v in values.values() for x in v]
+                assert lo <= mean <= hi
+                assert lo >= min(pooled) * (1 - DIGITS) and hi <= max(pooled) * (1 + DIGITS)
+                # the hierarchical bootstrap over seeds, then molecules, of scores.csv
+                stats = summarize(values)
+                assert lo == pytest.approx(stats["ci_low"], rel=DIGITS)
+                assert hi == pytest.approx(stats["ci_high"], rel=DIGITS)
+                if method != "label" and key != "psi_occ":
+                    assert lo < mean < hi  # molecules differ: a real interval
+
+
+def test_accuracy_label_control_at_the_floor(built_tables):
+    frame = _measured(built_tables[True]["table2_accuracy"])
+    for k in K_VALUES:
+        label = _row(frame, "label", **{tables.K_COLUMN: k})
+        assert _cell(label["ΔE (meV)"])[0] <= 1e-4
+        assert _cell(label["ψ occupied (cos)"]) == (1.0, 1.0, 1.0)
+    assert _cell(_row(frame, "label", **{tables.K_COLUMN: 0})["ΔH (µHa)"]) == (0.0, 0.0, 0.0)
+    assert _cell(_row(frame, "QHNet", **{tables.K_COLUMN: 0})["ΔH (µHa)"])[0] > 0
+
+
+def test_accuracy_follows_scores_csv(run_dir):
+    """The table is built from scores.csv, not from the curves in metrics.jsonl."""
+    scores = pd.read_csv(run_dir / "scores.csv")
+    mask = (scores["method"] == "qhnet") & (scores["dft_iterations"] == 3)
+    scores.loc[mask, "delta_e_mev"] = 7.0
+    scores.to_csv(run_dir / "scores.csv", index=False)
+    row = _row(_measured(tables.accuracy_table([run_dir])), "QHNet", **{tables.K_COLUMN: 3})
+    assert _cell(row["ΔE (meV)"]) == (7.0, 7.0, 7.0)
+    (run_dir / "scores.csv").unlink()
+    assert _measured(tables.accuracy_table([run_dir])).empty
+
+
+def test_inference_table(built_tables):
+    row = _measured(built_tables[True]["table3_inference"]).iloc[0]
     assert row["PySCF SCF (s/molecule)"] == pytest.approx(0.5)
     assert row["QPT network + DFT iterations (s/molecule)"] == pytest.approx(0.04)
     assert row["QPT incl. tensor preparation (s/molecule)"] == pytest.approx(0.24)
@@ -89,17 +259,23 @@ def test_inference_table(run_dir):
     assert row["molecules timed (count)"] == 4
 
 
+# -- paper rows, several runs, rendering ------------------------------------------------------
+
 @pytest.mark.parametrize("name", list(tables.TABLES))
-def test_paper_rows_apart_and_units(run_dir, name):
-    frame = tables.TABLES[name]([run_dir])
+def test_paper_rows_apart_and_units(built, built_tables, name):
+    run_dir, frame = built, built_tables[True][name]
     sources = list(frame["source"])
     n_measured = sum(s != paper_rows.REPORTED for s in sources)
     assert n_measured >= 1
     assert all(s == str(run_dir) for s in sources[:n_measured])
     assert all(s == paper_rows.REPORTED for s in sources[n_measured:])
-    assert len(sources) > n_measured  # the paper reports water in every table
-    assert set(frame["molecule"]) == {"water"}  # only the paper rows of the measured molecule
+    if name in ("table1_cost", "table2_accuracy", "table3_inference"):
+        assert len(sources) > n_measured  # the paper reports water in these tables
+    if "molecule" in frame:
+        assert set(frame["molecule"]) == {"water"}  # only the measured molecule's paper rows
     assert tables._check_frame(name, frame, str(run_dir)) == []
+    alone = built_tables[False][name]
+    assert list(alone["source"]) == sources[:n_measured]  # paper=False: the measured rows only
 
 
 def test_paper_values_spot_checks():
@@ -113,25 +289,29 @@ def test_paper_values_spot_checks():
     assert {r["molecule"] for r in paper_rows.TABLE2} == set(paper_rows.MOLECULES)
 
 
-def test_several_runs_one_table(tmp_path):
-    a = make_run_dir(tmp_path / "a")
-    b = make_run_dir(tmp_path / "b", methods=("qpt",), molecule="ethanol")
+def test_several_runs_one_table(built, ethanol_qpt):
+    a, b = built, ethanol_qpt
     frame = tables.cost_table([a, b])
     measured = _measured(frame)
-    assert list(zip(measured["source"], measured["method"], strict=True)) == [
-        (str(a), "QPT"), (str(a), "QHNet"), (str(b), "QPT")]
+    assert list(zip(measured["source"], measured["method"], measured["seed"], strict=True)) == [
+        (str(a), "QPT", "0"), (str(a), "QPT", "1"), (str(a), "QHNet", "0"),
+        (str(a), "QHNet", "1"), (str(b), "QPT", "0")]
     assert set(frame["molecule"]) == {"water", "ethanol"}
+    acc = _measured(tables.accuracy_table([a, b]))
+    assert list(acc[acc["source"] == str(b)]["method"]) == [
+        name for name in ("QPT", *CONTROLS) for _ in K_VALUES]
     inference = _measured(tables.inference_table([a, b]))
     assert inference["QHNet network (s/molecule)"].isna().tolist() == [False, True]
 
 
-def test_render_keeps_blocks_apart(run_dir):
-    frame = tables.accuracy_table([run_dir])
+def test_render_keeps_blocks_apart(built, built_tables):
+    run_dir, frame = built, built_tables[True]["table2_accuracy"]
     md = tables.render(frame, "markdown", "T2")
     measured_part, paper_part = md.split("Reported in the paper")
     assert "reported (paper)" not in measured_part and str(run_dir) in measured_part
     assert "reported (paper)" in paper_part and str(run_dir) not in paper_part
     assert "Δε as reported (µHa)" in paper_part and "Δε occupied (µHa)" in measured_part
+    assert "| label " in measured_part and "| scf-diis " in measured_part
     assert "\\toprule" in tables.render(frame, "latex")
     csv = tables.render(frame, "csv")
     back = pd.read_csv(io.StringIO(csv))
@@ -140,17 +320,19 @@ def test_render_keeps_blocks_apart(run_dir):
         tables.render(frame, "html")
 
 
-def test_only_qpt_run(tmp_path):
-    run_dir = make_run_dir(tmp_path / "qpt_only", methods=("qpt",))
+def test_only_qpt_run(ethanol_qpt, tmp_path):
+    run_dir = Path(shutil.copytree(ethanol_qpt, tmp_path / "qpt_only"))
     written, text = write_run_outputs(run_dir)
-    assert {p.relative_to(run_dir).as_posix() for p in written} == set(OUTPUT_FILES)
-    assert "QPT zero model" in text
+    assert {p.relative_to(run_dir).as_posix() for p in written} == {
+        f for f in OUTPUT_FILES if f.startswith((f"{TABLES_DIR}/", f"{PLOTS_DIR}/"))}
+    assert all(f"| {name} " in text for name in ("QPT", *CONTROLS))
     assert tables.check_run(run_dir) == []
 
 
-def test_check_run_clean_then_broken(run_dir):
-    assert any("missing" in p for p in tables.check_run(run_dir))  # outputs not written yet
-    write_run_outputs(run_dir)
+# -- check_run ---------------------------------------------------------------------------------
+
+def test_check_run_clean_then_broken(written, tmp_path):
+    run_dir = Path(shutil.copytree(written, tmp_path / "run"))
     assert tables.check_run(run_dir) == []
 
     svg = run_dir / "plots" / "training_curves.svg"
@@ -170,23 +352,51 @@ def test_check_run_clean_then_broken(run_dir):
     ledger.write_text(good + json.dumps({"phase": "eval", "wall_seconds": -1.0,
                                          "method": "qpt"}) + "\n")
     assert any("bad wall_seconds" in p for p in tables.check_run(run_dir, outputs=False))
+    ledger.write_text(good + json.dumps({"phase": "eval", "wall_seconds": math.inf,
+                                         "method": "qpt", "seed": 0}) + "\n")
+    assert any("bad wall_seconds" in p for p in tables.check_run(run_dir, outputs=False))
 
-    # a CSV that no longer matches the ledger (e.g. tables written before a resumed segment)
+    # CSVs that no longer match the ledger (written before a resumed segment of seed 1)
     ledger.write_text(good + json.dumps({"phase": "train", "wall_seconds": 360.0,
-                                         "method": "qpt", "step": 40}) + "\n")
-    assert any("differs from the ledger" in p for p in tables.check_run(run_dir))
+                                         "method": "qpt", "seed": 1, "step": 40}) + "\n")
+    problems = tables.check_run(run_dir)
+    assert any("table1_cost.csv" in p and "differs from the ledger" in p for p in problems)
+    assert any(p.startswith("results.csv: qpt seed 1 wall_hours differ") for p in problems)
+    assert not any("qpt seed 0" in p or "qhnet" in p for p in problems)
+    assert tables.check_run(run_dir, outputs=False) == []  # the ledger itself is consistent
     ledger.write_text(good)
 
-    (run_dir / "qhnet" / "metrics.jsonl").write_text("")
-    assert "qhnet: no evaluation in metrics.jsonl" in tables.check_run(run_dir, outputs=False)
-    shutil.rmtree(run_dir / "qhnet")
-    assert "qhnet/model.json is missing" in tables.check_run(run_dir, outputs=False)
+    results = pd.read_csv(run_dir / "results.csv")
+    keep = results.copy()
+    results[~((results["method"] == "qhnet") & (results["seed"] == 1))].to_csv(
+        run_dir / "results.csv", index=False)
+    assert tables.check_run(run_dir) == ["results.csv: no row for qhnet seed 1"]
+    keep.to_csv(run_dir / "results.csv", index=False)
+
+    # every seed's folder is checked, not only the first one's
+    (run_dir / "qhnet" / "seed1" / "metrics.jsonl").write_text("")
+    assert "qhnet/seed1: no evaluation in metrics.jsonl" in tables.check_run(run_dir,
+                                                                            outputs=False)
+    (run_dir / "qpt" / "seed1" / "scores.csv").unlink()
+    assert "qpt/seed1/scores.csv is missing" in tables.check_run(run_dir, outputs=False)
+    shutil.rmtree(run_dir / "qhnet" / "seed1")
+    assert "qhnet/seed1/model.json is missing" in tables.check_run(run_dir, outputs=False)
     (run_dir / "run.json").unlink()
     assert tables.check_run(run_dir)[0].startswith("cannot read")
 
 
-def test_check_frame_flags_missing_units_and_mixing(run_dir):
-    frame = tables.cost_table([run_dir])
+def test_check_run_flags_curves_without_k(run_dir):
+    path = run_dir / "qpt" / "seed0" / "metrics.jsonl"
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    old = [{k.removesuffix("_k1"): v for k, v in r.items() if not k.endswith(("_k0", "_k3"))}
+           for r in rows]  # the old layout's keys
+    path.write_text("".join(json.dumps(r) + "\n" for r in old))
+    problems = tables.check_run(run_dir, outputs=False)
+    assert len(problems) == 1 and problems[0].startswith("qpt/seed0: final metrics lack")
+
+
+def test_check_frame_flags_missing_units_and_mixing(built, built_tables):
+    run_dir, frame = built, built_tables[True]["table1_cost"]
     assert tables._check_frame("t", frame.rename(columns={tables.TOTAL_H: "total"}),
                                str(run_dir)) == ["t: column 'total' has no unit in parentheses"]
     mixed = pd.concat([frame.iloc[[-1]], frame.iloc[:-1]], ignore_index=True)
@@ -196,52 +406,30 @@ def test_check_frame_flags_missing_units_and_mixing(run_dir):
                for p in tables._check_frame("t", frame, "/elsewhere"))
 
 
-def test_cli_tables(run_dir, tmp_path):
+# -- the command -------------------------------------------------------------------------------
+
+def test_cli_tables(run_dir, built_tables, tmp_path):
     runner = CliRunner()
     out = tmp_path / "out"
     result = runner.invoke(app, ["tables", str(run_dir), "--format", "csv", "--out", str(out),
                                  "--plots", "--check"])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == [
-        "plots", "table1_cost.csv", "table2_accuracy.csv", "table3_inference.csv"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["plots", *[f"{name}.csv" for name in tables.TABLES]])
     assert len(list((out / "plots" / run_dir.name).iterdir())) == 4
     assert "consistent" in result.output
+    written = pd.read_csv(out / "table1_cost.csv")
+    measured = written[written["source"] == str(run_dir)]
+    assert measured["total (h)"].tolist() == pytest.approx(
+        _measured(built_tables[True]["table1_cost"])[tables.TOTAL_H].tolist())
     result = runner.invoke(app, ["tables", str(run_dir)])
-    assert result.exit_code == 0 and "| QPT zero model (A = 0)" in result.output
+    assert result.exit_code == 0, result.output
+    assert "| label " in result.output and "| zero " in result.output
+    assert "Reported in the paper" in result.output
     assert runner.invoke(app, ["tables", str(run_dir), "--format", "html"]).exit_code == 2
     bad = runner.invoke(app, ["tables", str(tmp_path / "nope")])
     assert bad.exit_code == 2 and "does not exist" in bad.output
-
-
-@pytest.mark.slow  # ~10 s: trains the smoke QPT; `qptbench run`'s CI test covers the same path
-def test_real_qpt_method_dir(tmp_path):
-    """A QPT method folder written by train_qpt.run (smoke), placed in the run layout: the
-    tables read it, the hours come from its real ledger, and check_run finds nothing wrong."""
-    import torch
-
-    from qptbench import train_qpt as tq
-    from qptbench.ledger import read_ledger
-
-    run_dir = tmp_path / "run"
-    cfg = tq.replace(tq.make_config("smoke", steps=6, n_val=1, window=2), eval_every=3)
-    tq.run(cfg, run_dir / "qpt", torch.device("cpu"), progress=False)
-    entries = read_ledger(run_dir / "qpt" / "ledger.jsonl")
-    with open(run_dir / "ledger.jsonl", "w") as f:  # what `qptbench run`'s one ledger holds
-        for e in entries:
-            f.write(json.dumps({**e, "method": "shared" if e["phase"] == "reference"
-                                else "qpt"}) + "\n")
-    (run_dir / "run.json").write_text(json.dumps({
-        "molecule": "water", "preset": "smoke", "methods": ["qpt"],
-        "level_of_theory": cfg.level().as_dict(), "environment": entries[0]}))
-    (run_dir / "qpt" / "inference.json").write_text(json.dumps(
-        {"network_seconds": 0.01, "dft_seconds": 0.02, "tensor_seconds": 0.1,
-         "pyscf_scf_seconds": 0.3, "n": 1}))
-    write_run_outputs(run_dir)
-    assert tables.check_run(run_dir) == []
-    qpt = _row(_measured(tables.cost_table([run_dir])), "QPT")
-    train_s = sum(e["wall_seconds"] for e in entries if e["phase"] == "train")
-    assert qpt[tables.TRAIN_H] == pytest.approx(train_s / H) and train_s > 0
-    assert qpt["steps (count)"] == 6
-    acc = _measured(tables.accuracy_table([run_dir]))
-    assert list(acc["steps (count)"]) == [6, 0]
-    assert acc["ΔE (meV)"].notna().all() and (acc["ψ occupied (cos)"] <= 1 + 1e-12).all()
+    shutil.rmtree(run_dir / "qpt" / "seed1")
+    broken = runner.invoke(app, ["tables", str(run_dir), "--check"])
+    assert broken.exit_code == 1 and "problem:" in broken.output
+    assert "qpt/seed1/model.json is missing" in broken.output
