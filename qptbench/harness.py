@@ -79,10 +79,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(n_train=6, n_val=2, md_interval=20, md_equilibration=200, qpt_preset="smoke",
                   qpt_steps=20, qhnet_preset="tiny", qhnet_steps=20, grid_level=1, seeds=1,
                   scf_molecules=1),
-    # About 45 minutes on a 2-core CPU: both routes get the same wall-clock (labelling included
-    # for the baseline), 3 seeds, 50 held-out molecules, 10 of them with SCF-acceleration runs.
+    # About 35 minutes for two methods on a 2-core CPU: every route gets the same wall-clock
+    # (3.6 min, labelling included for the baseline), 3 seeds, 50 held-out molecules, 10 of them
+    # with SCF-acceleration runs.
     "small": dict(n_train=100, n_val=50, qpt_preset="tiny", qpt_steps=100_000,
-                  qhnet_preset="tiny", qhnet_steps=100_000, budget_hours=0.08, eval_points=6,
+                  qhnet_preset="tiny", qhnet_steps=100_000, budget_hours=0.06, eval_points=6,
                   grid_level=3, seeds=3, scf_molecules=10),
     # The paper: 500 (water) / 25k labelled conformations, GPT-medium for 200k steps.
     "paper": dict(n_train=25_000, n_val=500, qpt_preset="paper", qhnet_preset="qhnet",
@@ -217,10 +218,11 @@ def run(cfg: HarnessConfig, out_dir: str | Path, device: torch.device, resume: b
     _label(cfg, dataset, ledger, progress, say)
     evaluator = _evaluator(cfg, dataset, ledger, device, say)
     budget = None if cfg.budget_hours is None else cfg.budget_hours * 3600.0
+    cache: dict = {}  # what methods may share across seeds (QPT's held-out inputs)
     for seed in range(cfg.seeds):
         for name in cfg.methods:
             _run_method(cfg, name, seed, out, dataset, device, evaluator, budget, resume,
-                        progress, say)
+                        progress, say, cache)
     _score_controls(out, evaluator, ledger, say)
     say("writing results.csv, tables and plots")
     write_results(out)
@@ -232,7 +234,7 @@ def run(cfg: HarnessConfig, out_dir: str | Path, device: torch.device, resume: b
 
 def _run_method(cfg: HarnessConfig, name: str, seed: int, out: Path, dataset: Path,
                 device: torch.device, evaluator: Evaluator, budget: float | None,
-                resume: bool, progress: bool, say) -> None:
+                resume: bool, progress: bool, say, cache: dict) -> None:
     method = make_method(name)
     folder = out / name / f"seed{seed}"
     scores_path = folder / SCORES
@@ -241,7 +243,7 @@ def _run_method(cfg: HarnessConfig, name: str, seed: int, out: Path, dataset: Pa
         return
     ledger = Ledger(out / "ledger.jsonl", str(device), method=name, seed=seed)
     ctx = MethodContext(folder, dataset, cfg.molecule, seed, device, ledger, evaluator,
-                        asdict(cfg), resume=resume, progress=progress)
+                        asdict(cfg), resume=resume, progress=progress, cache=cache)
     remaining = budget
     if budget is not None and method.uses_labels:
         remaining = budget - _spent(out, name, "label")

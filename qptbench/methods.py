@@ -8,7 +8,7 @@ adding a class here and a name in ``METHODS``; the harness knows none by name.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,6 +34,7 @@ class MethodContext:
     settings: dict[str, Any]   # the harness config as a dict (level of theory, steps, ...)
     resume: bool = False
     progress: bool = True
+    cache: dict[Any, Any] = field(default_factory=dict)  # shared by a run's methods and seeds
 
 
 class Method(Protocol):
@@ -62,17 +63,38 @@ class QPTMethod:
                               seed=ctx.seed, eval_every=s["eval_every"],
                               eval_points=s["eval_points"], workers=0, head=self.head)
 
+    def _predictor(self, ctx: MethodContext, cfg):
+        """QPT's inputs for the held-out molecules, prepared once per run (not per seed or
+        head: they do not depend on the weights); booked as evaluation."""
+        from qptbench import train_qpt as tq
+        from qptbench.models.qpt_inputs import Vocabulary
+
+        key = ("qpt-inputs", cfg.basis, cfg.xc, cfg.grid_level)
+        if key not in ctx.cache:
+            preparer = tq.Preparer(Vocabulary.from_basis(cfg.basis), cfg.level())
+            with ctx.ledger.phase("tensors", what="validation samples (QPT inputs)",
+                                  n=len(ctx.evaluator)):
+                ctx.cache[key] = tq.Predictor(ctx.evaluator.molecules(), preparer, ctx.device,
+                                              keep=ctx.evaluator.tensors.keep,
+                                              progress=ctx.progress)
+        return ctx.cache[key]
+
     def train(self, ctx: MethodContext, budget_s: float | None) -> None:
         from qptbench import train_qpt as tq
 
-        tq.run(self._config(ctx), ctx.out, ctx.device, resume=ctx.resume,
-               progress=ctx.progress, ledger=ctx.ledger, time_limit_s=budget_s,
-               evaluator=ctx.evaluator, desc=f"QPT training ({self.head} head, seed {ctx.seed})")
+        cfg = self._config(ctx)
+        tq.run(cfg, ctx.out, ctx.device, resume=ctx.resume, progress=ctx.progress,
+               ledger=ctx.ledger, time_limit_s=budget_s, evaluator=ctx.evaluator,
+               desc=f"QPT training ({self.head} head, seed {ctx.seed})",
+               predictor=self._predictor(ctx, cfg))
 
     def predict(self, ctx: MethodContext, molecules: list[Molecule]) -> list[np.ndarray]:
         from qptbench import train_qpt as tq
 
-        return tq.predict(ctx.out, molecules, ctx.device)
+        if molecules != ctx.evaluator.molecules():
+            return tq.predict(ctx.out, molecules, ctx.device)
+        model, cfg = tq.load_model(ctx.out, ctx.device)
+        return self._predictor(ctx, cfg)(model)
 
 
 class QPTSignedMethod(QPTMethod):

@@ -355,12 +355,13 @@ def build_model(cfg: QPTRunConfig, device: torch.device) -> tuple[QPT, Vocabular
 def run(cfg: QPTRunConfig, out_dir: str | Path, device: torch.device, resume: bool = False,
         progress: bool = True, ledger: Ledger | None = None,
         time_limit_s: float | None = None, evaluator: Evaluator | None = None,
-        desc: str = "QPT training") -> dict[str, Any]:
+        desc: str = "QPT training", predictor: Predictor | None = None) -> dict[str, Any]:
     """Train QPT as configured; returns the summary (last curve point of the shared evaluator).
 
     ``ledger``: book into this (a harness's run ledger) instead of ``out_dir/ledger.jsonl``;
     ``time_limit_s``: the wall-clock budget of tensor preparation + training;
-    ``evaluator``: the harness's shared evaluator (default: one built here on the references).
+    ``evaluator``: the harness's shared evaluator (default: one built here on the references);
+    ``predictor``: QPT's inputs for the evaluator's molecules, if already prepared.
     The trained model is in ``out_dir/checkpoint.pt`` (``load_model``).
     """
     from qptbench.data.stream import WindowedStream
@@ -380,9 +381,10 @@ def run(cfg: QPTRunConfig, out_dir: str | Path, device: torch.device, resume: bo
         refs = make_references(cfg, out, ledger)
         with ledger.phase("tensors", what="validation tensors (evaluator)", n=len(refs)):
             evaluator = Evaluator(refs, cfg.level(), device)
-    with ledger.phase("tensors", what="validation samples (QPT inputs)", n=len(evaluator)):
-        predictor = Predictor(evaluator.molecules(), preparer, device,
-                              keep=evaluator.tensors.keep, progress=progress)
+    if predictor is None:
+        with ledger.phase("tensors", what="validation samples (QPT inputs)", n=len(evaluator)):
+            predictor = Predictor(evaluator.molecules(), preparer, device,
+                                  keep=evaluator.tensors.keep, progress=progress)
     stream = WindowedStream(make_source(cfg, stream=0), preparer, cfg.window, cfg.workers)
     loss = ImplicitDFTLoss(device, cfg.mix_at, cfg.steps, cfg.explode_ha)
     result = train(model, loss, stream, cfg.train_config(), out, resume=resume,
