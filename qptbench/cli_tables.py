@@ -21,7 +21,7 @@ def tables_command(
     fmt: str = typer.Option("markdown", "--format", "-f", metavar="FORMAT",
                             help="markdown, latex or csv."),
     out: str = typer.Option(None, "--out", metavar="DIR",
-                            help="Also write table1_cost, table2_accuracy, table3_inference in "
+                            help="Also write table1_cost ... table4_protocol in "
                             "this format to this directory.  [default: print only]"),
     paper: bool = typer.Option(True, "--paper/--no-paper", show_default=False,
                                help="Add the paper's reported numbers for the same molecules, "
@@ -34,13 +34,15 @@ def tables_command(
                                help="Check each run directory's consistency (files, ledger "
                                "sums, units); exit 1 on any problem.  [default: off]"),
 ) -> None:
-    """Print Tables 1-3 (cost, accuracy, inference) of runs.
+    """Print Tables 1-4 (cost, accuracy, inference, protocol) of runs.
 
-    Table 1: data creation + training hours, from the ledger.  Table 2: ΔE meV, ΔH µHa, Δε µHa
-    all/occupied, ψ, parameters, level of theory, hardware; the QPT zero model as its own row.
-    Table 3: inference seconds per molecule (PySCF SCF, QPT network + DFT iterations, QPT incl.
-    tensor preparation, baseline network).  Rows from the paper are marked "reported (paper)"
-    and printed apart; every measured row names its run directory in `source`.
+    Table 1: data creation + tensor preparation + training hours per method and seed, from the
+    ledger.  Table 2: every method and control scored by the one evaluator, per k (DFT
+    iterations after the network): ΔE meV, ΔH µHa, Δε µHa, ψ, floor, SCF acceleration, as
+    mean [95 % bootstrap interval].  Table 3: inference seconds per molecule (medians after a
+    warm-up).  Table 4: the same scores with k in every column header.  Rows from the paper
+    are marked "reported (paper)" and printed apart; every measured row names its run
+    directory in `source`.
     """
     from qptbench import tables
 
@@ -86,7 +88,8 @@ def publish_command(
     checkpoints, caches or the HDF5 dataset), then rebuilds tables/, plots/ and summary.txt
     there: the copy is itself a run directory (`qptbench tables DIR --check`).
     """
+    from qptbench.harness import write_results
     from qptbench.report import publish_run
 
-    written = publish_run(run_dir, out)
+    written = publish_run(run_dir, out, rebuild_results=write_results)
     typer.echo(f"wrote {len(written)} files to {out}")

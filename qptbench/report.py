@@ -136,7 +136,8 @@ PUBLISHED_PER_SEED = ("metrics.jsonl", "train.jsonl", "model.json", "inference.j
                       "train_config.json")
 
 
-def publish_run(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
+def publish_run(run_dir: str | Path, out_dir: str | Path,
+                rebuild_results=None) -> list[Path]:
     """Copy a run's small evidence (ledger, scores, results, per-seed logs; never checkpoints,
     caches or the HDF5 dataset) to ``out_dir`` and rebuild its tables, plots and summary.txt
     there, so a results folder committed to a repository is itself a run directory that
@@ -153,6 +154,8 @@ def publish_run(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
             (dst / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src / rel, dst / rel)
             copied.append(dst / rel)
+    if rebuild_results is not None:  # results.csv again from the copied scores and ledger
+        rebuild_results(dst)
     written, _ = write_run_outputs(dst)
     (dst / "summary.txt").write_text(summary_text(dst))
     return [*copied, *written, dst / "summary.txt"]

@@ -52,7 +52,6 @@ K_COLUMN = "k (DFT iterations after the network)"
 FLOOR = "energy floor (meV)"
 SCF_RATIO = "SCF cycles vs minao, effective (ratio)"
 ROUTE_H = "route wall-clock (h)"
-ZERO_MODEL = "QPT zero model (A = 0)"
 PSEC = "(s/molecule)"
 
 
@@ -209,7 +208,8 @@ def protocol_table(run_dirs: Sequence[str | Path | RunDir], paper: bool = False
         names = [*run.methods, *[m for m in scores["method"].unique() if m not in run.methods]]
         for method in names:
             mine = scores[scores["method"] == method]
-            row: dict[str, Any] = {"source": str(run.path), "method": display_name(method)}
+            row: dict[str, Any] = {"source": str(run.path), "molecule": run.molecule,
+                                   "method": display_name(method)}
             hours = [run.total_seconds(method, seed=s) / SECONDS_PER_HOUR for s in run.seeds
                      ] if method in run.methods else []
             row[ROUTE_H] = sum(hours) / len(hours) if hours else None

@@ -27,10 +27,15 @@ def summarize(values: Mapping[object, Sequence[float]] | Sequence[float],
         return {"mean": nan, "median": nan, "ci_low": nan, "ci_high": nan, "n": 0}
     pooled = np.concatenate(groups)
     rng = np.random.default_rng(seed)
-    means = np.empty(n_boot)
-    for b in range(n_boot):
-        picked = [groups[i] for i in rng.integers(len(groups), size=len(groups))]
-        means[b] = np.mean([g[rng.integers(g.size, size=g.size)].mean() for g in picked])
+    n = len(groups)
+    pick = rng.integers(n, size=(n_boot, n))  # seeds drawn with replacement, per replicate
+    total = np.zeros(n_boot)
+    rows = np.arange(n_boot)
+    for j in range(n):  # slot j of every replicate: the drawn seed's molecules, resampled
+        resampled = np.stack([g[rng.integers(g.size, size=(n_boot, g.size))].mean(1)
+                              for g in groups])          # (seeds, n_boot)
+        total += resampled[pick[:, j], rows]
+    means = total / n
     tail = 100 * (1 - CONFIDENCE) / 2
     return {"mean": float(np.mean([g.mean() for g in groups])), "median": float(np.median(pooled)),
             "ci_low": float(np.percentile(means, tail)),
