@@ -37,7 +37,7 @@ import torch
 from e3nn import o3
 from torch import nn
 
-from qptbench import ao_order
+from qptbench.dft import ao_order
 from qptbench.errors import InputError
 
 from .qhnet_expansion import Expansion

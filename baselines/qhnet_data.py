@@ -4,7 +4,7 @@
 Fock and overlap matrices in PySCF AO order, energies in Ha).  It is made either from the label
 store (``from_store``: a split of a ``qptbench.data.store`` dataset file) or directly from
 (molecule, label) pairs (``from_labels``: anything with ``fock``, ``overlap``, ``energy`` and
-``n_occ``, e.g. ``qptbench.labels.PySCFResult``).
+``n_occ``, e.g. ``qptbench.dft.labels.PySCFResult``).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from qptbench.dft.geometry import Molecule
+from qptbench.dft.level import LevelOfTheory
 from qptbench.errors import InputError
-from qptbench.geometry import Molecule
-from qptbench.level import LevelOfTheory
 
 
 class LabelLike(Protocol):

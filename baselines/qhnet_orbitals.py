@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from qptbench import ao_order
+from qptbench.dft import ao_order
 from qptbench.errors import InputError
 
 ElementShells = Mapping[int, tuple[int, ...]]  # Z -> angular momentum of each shell, PySCF order
@@ -24,7 +24,7 @@ ElementShells = Mapping[int, tuple[int, ...]]  # Z -> angular momentum of each s
 
 def element_shells(molecules: Sequence, basis: str = "def2-svp") -> dict[int, tuple[int, ...]]:
     """Shell layout of every element that occurs in ``molecules`` (read from PySCF's basis)."""
-    from qptbench.tensors import basis_layout  # PySCF lives behind tensors; only needed here
+    from qptbench.dft.tensors import basis_layout  # PySCF lives behind tensors; only needed here
 
     shells: dict[int, tuple[int, ...]] = {}
     for molecule in molecules:

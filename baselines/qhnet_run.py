@@ -16,12 +16,12 @@ for water and 1e-3 / 5 for ethanol, malondialdehyde and uracil, the 500-conforma
 Remaining deviations from QHNet's recipe (what QHNet did -> what we do -> why):
 
 - LR decay: linear (polynomial power 1) to 1e-8 at 200,000 steps -> the shared loop's cosine to
-  1e-8 at the end of the run -> ``qptbench.train`` has one schedule shape for every method and no
-  decay-shape option; both end at ~0 and spend the same mean LR (half the peak) after warmup.
+  1e-8 at the end of the run -> ``qptbench.training.loop`` has one schedule shape for every method
+  and no decay-shape option; both end at ~0 and spend the same mean LR (half the peak) after warmup.
 - Length: 201,000 steps (water: 4,000 epochs of 500; the others 40 epochs of 25,000) -> ``steps``
   (RunOptions default 2,000, a CPU-scale run; the harness sets its own) and an optional wall-clock
-  budget, on whose fraction the loop runs the decay (``qptbench.train``) -> the comparison is at
-  a fixed budget; the decay still completes in a budgeted run cut before ``steps``.
+  budget, on whose fraction the loop runs the decay (``qptbench.training.loop``) -> the comparison
+  is at a fixed budget; the decay still completes in a budgeted run cut before ``steps``.
 - Warmup: 1,000 steps -> min(1,000, 5% of ``steps``) -> 1,000 steps would be half of a 2,000-step
   run; from 20,000 steps on it is QHNet's 1,000.
 - EMA start: after epoch 40 for water (2,000 steps), from the start for the 25k-sample molecules
@@ -31,7 +31,7 @@ Remaining deviations from QHNet's recipe (what QHNet did -> what we do -> why):
 - Checkpoint selection: QHNet keeps the checkpoint with the best validation H MAE (EMA weights)
   -> the same through the loop's ``best_metric="delta_h_uha_k0"`` (ΔH of the raw prediction;
   ``best.pt``, EMA weights), on ``n_val`` validation conformations (default 500, as QHNet), and
-  the test evaluation loads ``best.pt`` (``qptbench.train.load_best``) -> no deviation left.
+  the test evaluation loads ``best.pt`` (``qptbench.training.loop.load_best``) -> no deviation left.
 - dtype: QHNet's config default is float32 (its best MD17 numbers, LSW 10k/1M and ReduceLROnPlateau,
   are float32), its paper rows float64 -> RunOptions default float32; metrics are computed in
   float64 from the float32 prediction.  Labels are PySCF float64 matrices rounded to float32 for the
@@ -54,12 +54,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from qptbench.dft.geometry import Molecule
 from qptbench.errors import InputError
 from qptbench.evaluation.evaluator import Evaluator
 from qptbench.evaluation.references import Reference
-from qptbench.geometry import Molecule
 from qptbench.ledger import Ledger, read_ledger, totals
-from qptbench.train import TrainConfig, load_best, load_checkpoint, train
+from qptbench.training.loop import TrainConfig, load_best, load_checkpoint, train
 
 from .qhnet import MD17_RECIPE, QHNET_SCHEDULE, QHNet, QHNetConfig, preset
 from .qhnet_data import LabelledSet, batch_factory, open_store

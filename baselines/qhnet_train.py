@@ -1,4 +1,4 @@
-"""Training and evaluating the QHNet baseline with the shared loop (``qptbench.train``).
+"""Training and evaluating the QHNet baseline with the shared loop (``qptbench.training.loop``).
 
 Loss: mean |ΔH| + mean ΔH² over all N² entries (Hartree, MAE + MSE with weight 1 each), as the
 released QHNet and PhiSNet code do; the papers describe it as "MAE + RMSE", but RMSE is only
@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from qptbench.metrics import HARTREE_TO_UHA
+from qptbench.evaluation.metrics import HARTREE_TO_UHA
 
 from .qhnet_data import Batch, LabelledSet
 

@@ -15,8 +15,8 @@ class Components(Benchmark):
         common.require_device(device)
         import torch
 
-        from qptbench.density import orthogonal_eigh
-        from qptbench.energy import density_on_grid
+        from qptbench.dft.density import orthogonal_eigh
+        from qptbench.dft.energy import density_on_grid
 
         t = self.t = common.load_tensors(cache, name, device)
         self.h0 = common.initial_h(t)
@@ -32,14 +32,14 @@ class Components(Benchmark):
             fn(cache, name, device)
 
     def time_eigh(self, cache, name, device):
-        from qptbench.density import orthogonal_eigh
+        from qptbench.dft.density import orthogonal_eigh
 
         orthogonal_eigh(self.h0, self.t.l_inv)
         common.sync(device)
 
     def time_eigh_backward(self, cache, name, device):
         """The aufbau density D(H) forward + its custom backward."""
-        from qptbench.density import aufbau_density
+        from qptbench.dft.density import aufbau_density
 
         h = self.h0.clone().requires_grad_(True)
         d = aufbau_density(h, self.t.l_inv, self.t.n_occ)
@@ -47,27 +47,27 @@ class Components(Benchmark):
         common.sync(device)
 
     def time_jk(self, cache, name, device):
-        from qptbench.energy import coulomb_exchange
+        from qptbench.dft.energy import coulomb_exchange
 
         coulomb_exchange(self.t.eri, self.dm, with_k=True)
         common.sync(device)
 
     def time_density_on_grid(self, cache, name, device):
-        from qptbench.energy import density_on_grid, grid_blocks
+        from qptbench.dft.energy import density_on_grid, grid_blocks
 
         for _, ao, ao_grad in grid_blocks(self.t):
             density_on_grid(ao, ao_grad, self.dm)
         common.sync(device)
 
     def time_functional(self, cache, name, device):
-        from qptbench.xc import eval_xc
+        from qptbench.dft.xc import eval_xc
 
         eval_xc(self.t.xc, self.rho, self.sigma)
         common.sync(device)
 
     def time_vxc(self, cache, name, device):
         """E_xc and V_xc: density on the grid, functional, and the V_xc contraction."""
-        from qptbench.energy import xc_energy_potential
+        from qptbench.dft.energy import xc_energy_potential
 
         xc_energy_potential(self.t, self.dm)
         common.sync(device)

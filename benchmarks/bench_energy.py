@@ -9,7 +9,7 @@ SCHEDULES = {1: (), 3: (0.5, 0.0)}  # DFT iterations -> mixes (the paper's 1 + 2
 
 
 def energy_backward(t, h0, mixes=()) -> None:
-    from qptbench.energy import energy
+    from qptbench.dft.energy import energy
 
     h = h0.clone().requires_grad_(True)
     energy(t, h, mixes).backward()
@@ -21,7 +21,7 @@ def pyscf_fock_energy(mf, dm) -> None:
 
 
 def warm_pyscf(name: str, dm):
-    from qptbench.labels import make_rks
+    from qptbench.dft.labels import make_rks
 
     mf = make_rks(common.molecule(name), common.level())
     mf.get_fock(dm=dm)
@@ -43,7 +43,7 @@ class Energy(Benchmark):
     def time_forward(self, cache, name, device):
         import torch
 
-        from qptbench.energy import energy
+        from qptbench.dft.energy import energy
 
         with torch.no_grad():
             energy(self.t, self.h0)

@@ -10,7 +10,7 @@ from .common import DEVICES, MOLECULES, Benchmark
 
 def pyscf_scf(name: str) -> float:
     """PySCF's whole RKS (its integrals, grid, minao guess, DIIS to 1e-10 Ha); returns seconds."""
-    from qptbench.labels import pyscf_rks
+    from qptbench.dft.labels import pyscf_rks
 
     tic = time.perf_counter()
     result = pyscf_rks(common.molecule(name), common.level(), conv_tol=1e-10)
@@ -28,13 +28,13 @@ class SCF(Benchmark):
     def setup(self, cache, name, device):
         common.require_device(device)
         self.t = common.load_tensors(cache, name, device)
-        from qptbench.energy import energy_and_fock
+        from qptbench.dft.energy import energy_and_fock
 
         energy_and_fock(self.t, self.t.dm_minao)  # warm-up
         common.sync(device)
 
     def _run(self):
-        from qptbench.scf import run_scf
+        from qptbench.dft.scf import run_scf
 
         result = run_scf(self.t, conv_tol=1e-10)
         if not result.converged:
@@ -58,8 +58,8 @@ class SCF(Benchmark):
 
     def track_ratio_with_preparation_to_pyscf_scf(self, cache, name, device):
         """(our tensor preparation + SCF) / PySCF's whole RKS: the label-making cost."""
-        from qptbench.scf import run_scf
-        from qptbench.tensors import build_tensors
+        from qptbench.dft.scf import run_scf
+        from qptbench.dft.tensors import build_tensors
 
         tic = time.perf_counter()
         t = build_tensors(common.molecule(name), common.level(), device)

@@ -11,7 +11,7 @@ def pyscf_raw(mol, level) -> None:
     from pyscf import scf
     from pyscf.dft import numint
 
-    from qptbench.tensors import build_grids, build_mole
+    from qptbench.dft.tensors import build_grids, build_mole
 
     pmol = build_mole(mol, level.basis)
     pmol.intor("int2e", aosym="s8")
@@ -29,26 +29,26 @@ class TensorPreparation(Benchmark):
         common.require_device(device)
         common.require_memory(name)
         common.pin_threads()
-        from qptbench.tensors import build_tensors
+        from qptbench.dft.tensors import build_tensors
 
         self.mol, self.level = common.molecule(name), common.level()
         build_tensors(common.molecule("water"), self.level, device)  # load libraries, warm up
         common.sync(device)
 
     def time_ours(self, name, device):
-        from qptbench.tensors import build_tensors
+        from qptbench.dft.tensors import build_tensors
 
         build_tensors(self.mol, self.level, device)
         common.sync(device)
 
     def peakmem_ours(self, name, device):
-        from qptbench.tensors import build_tensors
+        from qptbench.dft.tensors import build_tensors
 
         build_tensors(self.mol, self.level, device)
 
     def track_ratio_to_pyscf(self, name, device):
         """ours / PySCF raw, both best of 3, timed alternately in this one process."""
-        from qptbench.tensors import build_tensors
+        from qptbench.dft.tensors import build_tensors
 
         ours = common.best_time(lambda: build_tensors(self.mol, self.level, device), 3, device)
         theirs = common.best_time(lambda: pyscf_raw(self.mol, self.level), 3)

@@ -38,7 +38,7 @@ def pin_threads() -> None:
 
 def molecule(name: str):
     """A built-in molecule, or the alanine dipeptide made deterministically with RDKit."""
-    from qptbench.geometry import Molecule
+    from qptbench.dft.geometry import Molecule
 
     if name != "alanine_dipeptide":
         return Molecule.builtin(name)
@@ -52,7 +52,7 @@ def _alanine_from_rdkit():
     from rdkit import Chem
     from rdkit.Chem import AllChem
 
-    from qptbench.geometry import Molecule
+    from qptbench.dft.geometry import Molecule
 
     mol = Chem.AddHs(Chem.MolFromSmiles(ALANINE_SMILES))
     params = AllChem.ETKDGv3()
@@ -71,7 +71,7 @@ MAX_ERI_GB = float(os.environ.get("QPTBENCH_MAX_ERI_GB", "4"))
 def fits_in_memory(n_ao: int) -> bool:
     """Whether qptbench's ERI storage for ``n_ao`` stays within ``QPTBENCH_MAX_ERI_GB``."""
     try:
-        from qptbench.tensors import eri_nbytes
+        from qptbench.dft.tensors import eri_nbytes
     except ImportError:  # older commits: dense (N, N, N, N) only
         return 8.0 * n_ao**4 <= MAX_ERI_GB * 1e9
     return eri_nbytes(n_ao) <= MAX_ERI_GB * 1e9
@@ -99,7 +99,7 @@ def sync(device: str) -> None:
 
 
 def level():
-    from qptbench.level import LevelOfTheory
+    from qptbench.dft.level import LevelOfTheory
 
     return LevelOfTheory()
 
@@ -108,7 +108,7 @@ def build_all_tensors() -> dict[str, str]:
     """``setup_cache`` body shared by the whole suite: one .pt file per molecule in asv's cwd."""
     import torch
 
-    from qptbench.tensors import build_tensors
+    from qptbench.dft.tensors import build_tensors
 
     pin_threads()
     paths = {}
@@ -211,7 +211,7 @@ def best_time(fn, repeat: int = 3, device: str = "cpu") -> float:
 
 def initial_h(t):
     """QPT's starting Hamiltonian F(minao), detached."""
-    from qptbench.energy import fock
+    from qptbench.dft.energy import fock
 
     return fock(t, t.dm_minao).detach()
 

@@ -28,11 +28,11 @@ def best_of(fn, repeat: int) -> float:
 def main() -> None:
     from pyscf import dft, scf
 
-    from qptbench.energy import energy, fock
-    from qptbench.geometry import Molecule
-    from qptbench.labels import make_rks
-    from qptbench.level import LevelOfTheory
-    from qptbench.tensors import build_grids, build_mole, build_tensors
+    from qptbench.dft.energy import energy, fock
+    from qptbench.dft.geometry import Molecule
+    from qptbench.dft.labels import make_rks
+    from qptbench.dft.level import LevelOfTheory
+    from qptbench.dft.tensors import build_grids, build_mole, build_tensors
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--molecule", nargs="+", default=["water", "ethanol", "uracil"])

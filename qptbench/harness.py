@@ -28,6 +28,8 @@ from typing import Any
 import torch
 
 from qptbench.data.labelling import available_cores
+from qptbench.dft.geometry import Molecule
+from qptbench.dft.level import LevelOfTheory
 from qptbench.errors import InputError
 from qptbench.evaluation import references
 from qptbench.evaluation.evaluator import CONTROL_NAMES, Evaluator
@@ -38,9 +40,7 @@ from qptbench.evaluation.results import (
     read_csv,
     write_csv,
 )
-from qptbench.geometry import Molecule
 from qptbench.ledger import Ledger, environment, read_ledger
-from qptbench.level import LevelOfTheory
 from qptbench.methods import DEFAULT_METHODS, METHODS, MethodContext, make_method
 
 SCORES, RESULTS = "scores.csv", "results.csv"
@@ -202,7 +202,7 @@ def _check_resume(cfg: HarnessConfig, out: Path, resume: bool) -> None:
 def run(cfg: HarnessConfig, out_dir: str | Path, device: torch.device, resume: bool = False,
         progress: bool = True) -> str:
     """Run the comparison; returns the compact summary (≤ 100 columns) for printing."""
-    from qptbench.report import summary_text, write_run_outputs
+    from qptbench.report.outputs import summary_text, write_run_outputs
 
     out = Path(out_dir)
     say = _say(progress)
@@ -274,7 +274,7 @@ def _score_controls(out: Path, evaluator: Evaluator, ledger: Ledger, say) -> Non
 
 def write_results(out: Path) -> Path:
     """``scores.csv`` (all methods, seeds, controls) and ``results.csv`` of a run directory."""
-    from qptbench.rundir import load_run
+    from qptbench.report.rundir import load_run
 
     run = load_run(out)
     rows = []

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from qptbench.geometry import Molecule
-from qptbench.level import LevelOfTheory
-from qptbench.tensors import build_tensors
+from qptbench.dft.geometry import Molecule
+from qptbench.dft.level import LevelOfTheory
+from qptbench.dft.tensors import build_tensors
 
 torch.set_num_threads(2)
 

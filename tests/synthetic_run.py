@@ -144,7 +144,7 @@ def make_run_dir(root: Path, methods: tuple[str, ...] = ("qpt", "qhnet"),
         aggregate,
         write_csv,
     )
-    from qptbench.rundir import load_run
+    from qptbench.report.rundir import load_run
 
     root.mkdir(parents=True, exist_ok=True)
     (root / "run.json").write_text(json.dumps({

@@ -5,10 +5,10 @@ import pytest
 import torch
 from e3nn import o3
 
-from qptbench import ao_order
+from qptbench.dft import ao_order
+from qptbench.dft.geometry import Molecule
+from qptbench.dft.tensors import basis_layout, build_mole
 from qptbench.errors import InputError
-from qptbench.geometry import Molecule
-from qptbench.tensors import basis_layout, build_mole
 
 
 def _overlap(molecule: Molecule) -> np.ndarray:

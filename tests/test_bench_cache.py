@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from qptbench.geometry import Molecule
-from qptbench.level import LevelOfTheory
-from qptbench.tensors import DFTTensors, build_tensors
+from qptbench.dft.geometry import Molecule
+from qptbench.dft.level import LevelOfTheory
+from qptbench.dft.tensors import DFTTensors, build_tensors
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 common = importlib.import_module("benchmarks.common")

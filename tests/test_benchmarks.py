@@ -76,7 +76,7 @@ def test_cuda_is_skipped_cleanly_without_a_gpu():
 
 
 def test_alanine_dipeptide_is_deterministic_and_200_aos():
-    from qptbench.tensors import basis_layout
+    from qptbench.dft.tensors import basis_layout
 
     a, b = common.molecule("alanine_dipeptide"), common.molecule("alanine_dipeptide")
     assert a.n_atoms == 22 and (a.positions == b.positions).all()

@@ -81,7 +81,7 @@ WIDE = {"COLUMNS": "100"}
 
 
 def test_run_help_lists_molecules_and_plain_flags():
-    from qptbench.geometry import builtin_names
+    from qptbench.dft.geometry import builtin_names
 
     result = runner.invoke(app, ["run", "--help"], env=WIDE)
     assert result.exit_code == 0

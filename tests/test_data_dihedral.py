@@ -12,8 +12,8 @@ from qptbench.data.dihedral import (
     dihedral_settings,
     sample_dihedrals,
 )
+from qptbench.dft.geometry import Molecule
 from qptbench.errors import InputError
-from qptbench.geometry import Molecule
 
 pytest.importorskip("rdkit")
 

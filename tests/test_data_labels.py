@@ -10,9 +10,9 @@ import pytest
 from qptbench.data.labelling import label_dataset
 from qptbench.data.splits import make_splits
 from qptbench.data.store import Dataset, create_dataset
+from qptbench.dft.geometry import Molecule
+from qptbench.dft.level import LevelOfTheory
 from qptbench.errors import InputError
-from qptbench.geometry import Molecule
-from qptbench.level import LevelOfTheory
 
 LEVEL = LevelOfTheory(grid_level=1)  # def2-svp / b3lyp5, small grid: quick
 N_CONF = 3

@@ -17,9 +17,9 @@ from qptbench.data import journal, labelling
 from qptbench.data.labelling import available_cores, label_dataset, plan_workers
 from qptbench.data.splits import make_splits
 from qptbench.data.store import Dataset, create_dataset
+from qptbench.dft.geometry import Molecule
+from qptbench.dft.level import LevelOfTheory
 from qptbench.errors import InputError
-from qptbench.geometry import Molecule
-from qptbench.level import LevelOfTheory
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="flock and sched_getaffinity")
 LEVEL = LevelOfTheory(grid_level=1)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from qptbench.data.md import md_conformations, md_settings, sample_md
+from qptbench.dft.geometry import Molecule
 from qptbench.errors import InputError
-from qptbench.geometry import Molecule
 
 pytest.importorskip("tblite")
 

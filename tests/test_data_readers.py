@@ -14,15 +14,15 @@ from qptbench.data.readers import (
     read_xyz_trajectory,
     schnorb_metadata,
 )
+from qptbench.dft.geometry import Molecule
 from qptbench.errors import InputError
-from qptbench.geometry import Molecule
 
 # ORCA lists m as 0, +1, -1, +2, -2: p as (z, x, y), d as (z2, xz, yz, x2-y2, xy)
 ORCA_RANK = {"px": 1, "py": 2, "pz": 0, "dz^2": 0, "dxz": 1, "dyz": 2, "dx2-y2": 3, "dxy": 4}
 
 
 def orca_index(pmol) -> np.ndarray:
-    """Built from PySCF's own AO labels, independently of qptbench.ao_order."""
+    """Built from PySCF's own AO labels, independently of qptbench.dft.ao_order."""
     labels = pmol.ao_labels(fmt=False)
     index = []
     for shell in range(pmol.nbas):

@@ -17,9 +17,9 @@ from qptbench.data import journal
 from qptbench.data.labelling import label_dataset
 from qptbench.data.splits import make_splits
 from qptbench.data.store import Dataset, create_dataset
+from qptbench.dft.geometry import Molecule
+from qptbench.dft.level import LevelOfTheory
 from qptbench.errors import InputError
-from qptbench.geometry import Molecule
-from qptbench.level import LevelOfTheory
 
 psutil = pytest.importorskip("psutil")
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="kills processes the Linux way")
@@ -29,7 +29,7 @@ N_CONF = 6
 SCRIPT = textwrap.dedent("""
     import sys
     from qptbench.data.labelling import label_dataset
-    from qptbench.level import LevelOfTheory
+    from qptbench.dft.level import LevelOfTheory
 
     if __name__ == "__main__":
         label_dataset(sys.argv[1], LevelOfTheory(grid_level=1), workers=1, progress=False,

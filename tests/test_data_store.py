@@ -11,9 +11,9 @@ import pytest
 from qptbench.data import journal
 from qptbench.data.splits import default_sizes, make_splits
 from qptbench.data.store import Dataset, create_dataset
+from qptbench.dft.geometry import Molecule
+from qptbench.dft.level import LevelOfTheory
 from qptbench.errors import InputError
-from qptbench.geometry import Molecule
-from qptbench.level import LevelOfTheory
 
 
 def conformations(n=5):

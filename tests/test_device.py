@@ -6,9 +6,9 @@ import pytest
 import torch
 from conftest import cached_tensors
 
-from qptbench.energy import energy, fock, scf_step
+from qptbench.dft.energy import energy, fock, scf_step
+from qptbench.dft.scf import run_scf
 from qptbench.runtime import resolve_device
-from qptbench.scf import run_scf
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 from conftest import cached_tensors, random_symmetric
 
-from qptbench.density import aufbau_density
-from qptbench.energy import energy_and_fock, total_energy
-from qptbench.labels import make_rks
-from qptbench.level import LevelOfTheory
-from qptbench.xc import get_functional
+from qptbench.dft.density import aufbau_density
+from qptbench.dft.energy import energy_and_fock, total_energy
+from qptbench.dft.labels import make_rks
+from qptbench.dft.level import LevelOfTheory
+from qptbench.dft.xc import get_functional
 
 MOLECULES = ["water", "ethanol", "malondialdehyde", "uracil"]
 FUNCTIONALS = ["b3lyp", "b3lyp5", "pbe"]

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from qptbench.dft.geometry import Molecule
+from qptbench.dft.level import LevelOfTheory
 from qptbench.evaluation import references
 from qptbench.evaluation.evaluator import METRICS, Evaluator
 from qptbench.evaluation.protocol import K_VALUES, iterate, zero_model_h
 from qptbench.evaluation.results import RESULT_COLUMNS, aggregate, read_csv, write_csv
 from qptbench.evaluation.stats import summarize
-from qptbench.geometry import Molecule
-from qptbench.level import LevelOfTheory
 
 LEVEL = LevelOfTheory(basis="sto-3g", xc="b3lyp5", grid_level=1)
 
@@ -96,7 +96,7 @@ def test_controls_and_protocol_counts(evaluator):
 
 def test_paper_route_matches_the_training_sandwich(evaluator):
     """k = 3 is exactly the energy QPT trains and validates with (energy.sandwich)."""
-    from qptbench.energy import sandwich
+    from qptbench.dft.energy import sandwich
 
     t = evaluator.tensors[0]
     h = zero_model_h(t)

@@ -1,4 +1,4 @@
-"""Tests for qptbench.geometry: validation messages, xyz/ASE I/O, built-in molecules."""
+"""Tests for qptbench.dft.geometry: validation messages, xyz/ASE I/O, built-in molecules."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
+from qptbench.dft.geometry import Molecule, builtin_names, load_molecule
 from qptbench.errors import InputError
-from qptbench.geometry import Molecule, builtin_names, load_molecule
 
 WATER_POS = [[0.0, 0.0, 0.117], [0.0, 0.757, -0.469], [0.0, -0.757, -0.469]]
 
@@ -267,7 +267,7 @@ def test_load_molecule_rules(tmp_path):
 
 
 def test_geometry_does_not_import_heavy_backends():
-    code = ("import sys, qptbench.geometry as g; g.Molecule.builtin('water'); "
+    code = ("import sys, qptbench.dft.geometry as g; g.Molecule.builtin('water'); "
             "print(sorted(m for m in ('pyscf', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -6,11 +6,11 @@ import pytest
 import torch
 from conftest import cached_tensors, random_symmetric
 
-from qptbench.density import aufbau_density
-from qptbench.energy import energy, fock
-from qptbench.geometry import Molecule
-from qptbench.level import LevelOfTheory
-from qptbench.tensors import build_tensors
+from qptbench.dft.density import aufbau_density
+from qptbench.dft.energy import energy, fock
+from qptbench.dft.geometry import Molecule
+from qptbench.dft.level import LevelOfTheory
+from qptbench.dft.tensors import build_tensors
 
 
 def _central_difference(t, h0, v, mixes, step):

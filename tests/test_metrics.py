@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from pyscf import dft
 
-from qptbench.geometry import Molecule
+from qptbench.dft.geometry import Molecule
+from qptbench.dft.tensors import build_mole
+from qptbench.evaluation.metrics import HARTREE_TO_MEV, energy_error_mev, hamiltonian_metrics
 from qptbench.ledger import Ledger, read_ledger, totals
-from qptbench.metrics import HARTREE_TO_MEV, energy_error_mev, hamiltonian_metrics
-from qptbench.tensors import build_mole
 
 
 @pytest.fixture(scope="module")

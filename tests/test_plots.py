@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from synthetic_run import N_MOL, STEPS, curve_value, factor, make_run_dir, score_value
 
-from qptbench import plots
-from qptbench.rundir import PLOT_NAMES, PLOT_SUFFIXES, load_run
+from qptbench.report import plots
+from qptbench.report.rundir import PLOT_NAMES, PLOT_SUFFIXES, load_run
 
 H = 3600.0
 

@@ -4,13 +4,13 @@ import pytest
 import torch
 from e3nn import o3
 
-from qptbench import ao_order
 from qptbench.baselines.qhnet import MD17_RECIPE, PRESETS, QHNET_SCHEDULE, QHNet, preset, recipe
 from qptbench.baselines.qhnet_expansion import Expansion
 from qptbench.baselines.qhnet_orbitals import OrbitalLayout, element_shells
+from qptbench.dft import ao_order
+from qptbench.dft.geometry import Molecule, builtin_names
+from qptbench.dft.tensors import basis_layout
 from qptbench.errors import InputError
-from qptbench.geometry import Molecule, builtin_names
-from qptbench.tensors import basis_layout
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def test_bad_input_is_refused():
 
 
 def _h_core(molecule: Molecule) -> torch.Tensor:
-    from qptbench.tensors import build_mole
+    from qptbench.dft.tensors import build_mole
 
     mol = build_mole(molecule)
     return torch.as_tensor(mol.intor_symmetric("int1e_kin") + mol.intor_symmetric("int1e_nuc"))

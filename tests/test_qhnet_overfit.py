@@ -32,11 +32,11 @@ from qptbench.baselines.qhnet import QHNet, preset
 from qptbench.baselines.qhnet_data import LabelledSet, batch_factory
 from qptbench.baselines.qhnet_orbitals import element_shells
 from qptbench.baselines.qhnet_train import make_loss_fn, predict, solve_readout
-from qptbench.geometry import Molecule
-from qptbench.labels import pyscf_rks
-from qptbench.level import LevelOfTheory
-from qptbench.metrics import hamiltonian_metrics
-from qptbench.train import TrainConfig, train
+from qptbench.dft.geometry import Molecule
+from qptbench.dft.labels import pyscf_rks
+from qptbench.dft.level import LevelOfTheory
+from qptbench.evaluation.metrics import hamiltonian_metrics
+from qptbench.training.loop import TrainConfig, train
 
 WIDE = {"hidden": 48, "bottleneck": 48}  # >= 40 channels per degree: see the module docstring
 

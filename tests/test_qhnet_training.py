@@ -16,11 +16,11 @@ from qptbench.baselines.qhnet_data import LabelledSet, batch_factory
 from qptbench.baselines.qhnet_orbitals import element_shells
 from qptbench.baselines.qhnet_run import RunOptions
 from qptbench.baselines.qhnet_train import hamiltonian_loss, predict, solve_readout
+from qptbench.dft.geometry import Molecule
+from qptbench.dft.labels import pyscf_rks
+from qptbench.dft.level import LevelOfTheory
 from qptbench.errors import InputError
-from qptbench.geometry import Molecule
-from qptbench.labels import pyscf_rks
-from qptbench.level import LevelOfTheory
-from qptbench.metrics import HARTREE_TO_UHA
+from qptbench.evaluation.metrics import HARTREE_TO_UHA
 
 LEVEL = LevelOfTheory(grid_level=1)  # labels only need to be consistent, not converged in grid
 

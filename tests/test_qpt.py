@@ -8,13 +8,13 @@ import torch
 from typer.testing import CliRunner
 
 from qptbench.cli import app
-from qptbench.energy import energy as dft_energy
-from qptbench.frames import ao_rotation, principal_frame
-from qptbench.geometry import Molecule
-from qptbench.level import LevelOfTheory
+from qptbench.dft.energy import energy as dft_energy
+from qptbench.dft.frames import ao_rotation, principal_frame
+from qptbench.dft.geometry import Molecule
+from qptbench.dft.level import LevelOfTheory
+from qptbench.dft.tensors import basis_layout, build_mole
 from qptbench.models.qpt import QPT, QPTConfig, count_parameters, preset_config
 from qptbench.models.qpt_inputs import Vocabulary, prepare_sample
-from qptbench.tensors import basis_layout, build_mole
 
 LEVEL = LevelOfTheory(grid_level=1)
 
@@ -269,7 +269,7 @@ def _energies(path):
 
 
 def test_resume_reproduces_the_loss_curve(tmp_path, monkeypatch):
-    from qptbench import train_qpt as tq
+    from qptbench.training import qpt as tq
 
     cfg = tq.make_config("smoke", steps=16, checkpoint_every=4, n_val=1, window=2)
     cfg = tq.replace(cfg, eval_every=0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qptbench import train_qpt as tq
+from qptbench.training import qpt as tq
 
 
 def _train(tmp_path, preset: str, **overrides) -> dict:

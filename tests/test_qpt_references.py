@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from qptbench import train_qpt as tq
 from qptbench.data.labelling import label_dataset
 from qptbench.data.store import create_dataset
-from qptbench.geometry import Molecule
+from qptbench.dft.geometry import Molecule
+from qptbench.dft.level import LevelOfTheory
 from qptbench.ledger import Ledger, read_ledger
-from qptbench.level import LevelOfTheory
+from qptbench.training import qpt as tq
 
 LEVEL = LevelOfTheory(grid_level=1)
 

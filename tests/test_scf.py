@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import cached_tensors
 
-from qptbench.labels import pyscf_rks
-from qptbench.scf import run_scf
+from qptbench.dft.labels import pyscf_rks
+from qptbench.dft.scf import run_scf
 
 
 @pytest.mark.parametrize("name", ["water", "ethanol", "malondialdehyde", "uracil"])

@@ -25,11 +25,11 @@ from synthetic_run import (
 )
 from typer.testing import CliRunner
 
-from qptbench import paper_rows, tables
 from qptbench.cli import app
 from qptbench.evaluation.stats import summarize
-from qptbench.report import write_run_outputs
-from qptbench.rundir import OUTPUT_FILES, PLOTS_DIR, TABLES_DIR, load_run
+from qptbench.report import paper_rows, tables
+from qptbench.report.outputs import write_run_outputs
+from qptbench.report.rundir import OUTPUT_FILES, PLOTS_DIR, TABLES_DIR, load_run
 
 H = 3600.0
 SEEDS = (0, 1)

@@ -7,10 +7,10 @@ import pytest
 import torch
 from conftest import cached_tensors
 
+from qptbench.dft.geometry import Molecule
+from qptbench.dft.level import LevelOfTheory
+from qptbench.dft.tensors import build_mole, build_tensors
 from qptbench.errors import InputError
-from qptbench.geometry import Molecule
-from qptbench.level import LevelOfTheory
-from qptbench.tensors import build_mole, build_tensors
 
 
 def test_water_tensors_are_consistent():

@@ -10,7 +10,7 @@ from torch import nn
 
 from qptbench.errors import InputError
 from qptbench.ledger import Ledger, read_ledger
-from qptbench.train import (
+from qptbench.training.loop import (
     SkipStep,
     TrainConfig,
     TrainingFailed,

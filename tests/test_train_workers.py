@@ -8,7 +8,7 @@ from torch import nn
 
 from qptbench.data.stream import WindowedStream
 from qptbench.ledger import Ledger, read_ledger
-from qptbench.train import TrainConfig, train
+from qptbench.training.loop import TrainConfig, train
 
 
 def _source(i):

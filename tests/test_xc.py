@@ -1,4 +1,4 @@
-"""qptbench.xc against PySCF's libxc 7.0.0 (closed shell)."""
+"""qptbench.dft.xc against PySCF's libxc 7.0.0 (closed shell)."""
 
 import numpy as np
 import pytest
@@ -6,14 +6,14 @@ import torch
 from pyscf import dft, gto
 from pyscf.dft import libxc
 
-from qptbench.errors import InputError
-from qptbench.xc import (
+from qptbench.dft.xc import (
     Functional,
     available_functionals,
     eval_xc,
     exc_per_particle,
     get_functional,
 )
+from qptbench.errors import InputError
 
 # our name -> PySCF xc string
 PYSCF_CODE = {

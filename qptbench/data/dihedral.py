@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from qptbench.dft.geometry import Molecule
 from qptbench.errors import InputError
-from qptbench.geometry import Molecule
 
 # C'(-O)-N-Cα(4 neighbours)-C(-O)-N: the peptide backbone around alanine
 _BACKBONE = "[#6X3](~[#8])~[#7]~[#6X4]~[#6X3](~[#8])~[#7]"

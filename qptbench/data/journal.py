@@ -42,8 +42,8 @@ from qptbench.data.layout import (
     fsync_dir,
     h5py_module,
 )
+from qptbench.dft.level import LevelOfTheory
 from qptbench.errors import InputError
-from qptbench.level import LevelOfTheory
 
 
 def journal_dir(path: Path) -> Path:

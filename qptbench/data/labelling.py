@@ -23,8 +23,8 @@ import numpy as np
 
 from qptbench.data import journal
 from qptbench.data.store import CONVERGED, FAILED, NOT_ATTEMPTED, Dataset
+from qptbench.dft.level import LevelOfTheory
 from qptbench.errors import InputError
-from qptbench.level import LevelOfTheory
 
 DASK_CONNECT_TIMEOUT = "20s"
 
@@ -100,8 +100,8 @@ def label_task(task: tuple) -> dict[str, Any]:
     """One SCF, in a worker: (index, numbers, positions, charge, level dict, conv_tol,
     max_cycle, threads) -> a dict of plain values; never raises for a failed SCF."""
     index, numbers, positions, charge, level, conv_tol, max_cycle, threads = task
-    from qptbench.geometry import Molecule
-    from qptbench.labels import pyscf_rks
+    from qptbench.dft.geometry import Molecule
+    from qptbench.dft.labels import pyscf_rks
 
     tic, cpu = time.perf_counter(), time.process_time()
     try:

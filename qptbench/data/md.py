@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from qptbench.dft.geometry import Molecule
 from qptbench.errors import InputError
-from qptbench.geometry import Molecule
 
 DEFAULTS = dict(temperature_K=500.0, timestep_fs=0.5, interval=50, equilibration_steps=1000,
                 friction=0.01)

@@ -2,7 +2,7 @@
 
 - SchNOrb's MD17 Hamiltonian files (ASE SQLite ``.db``): per row ``numbers``, ``positions`` (Å)
   and ``data`` with ``hamiltonian`` and ``overlap`` (ORCA AO order, PBE/def2-SVP, often float32)
-  and ``energy``; the matrices come back in PySCF order (float64) through ``qptbench.ao_order``.
+  and ``energy``; the matrices come back in PySCF order (float64) through ``qptbench.dft.ao_order``.
   Old SchNetPack files store arrays base64-encoded with ``_shape_*``/``_dtype_*`` keys: both work.
 - sGDML / rMD17 ``.npz`` geometry files: ``R`` (Å), ``z``, optional ``E``, ``F`` (kcal/mol, Å)
   or rMD17's ``coords``, ``nuclear_charges``, ``energies``, ``forces``.
@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from qptbench.dft.geometry import Molecule
 from qptbench.errors import InputError
-from qptbench.geometry import Molecule
 
 
 @dataclass
@@ -74,8 +74,8 @@ def read_schnorb(path: str | Path, basis: str = "def2-svp", limit: int | None = 
     """Frames of a SchNOrb Hamiltonian ``.db``, lazily, H and S converted ORCA -> PySCF order."""
     import ase.db
 
-    from qptbench.ao_order import reorder
-    from qptbench.tensors import basis_layout
+    from qptbench.dft.ao_order import reorder
+    from qptbench.dft.tensors import basis_layout
 
     path = _exists(path)
     try:

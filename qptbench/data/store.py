@@ -44,9 +44,9 @@ from qptbench.data.layout import (  # noqa: F401 (re-exported: store is where ca
 from qptbench.data.layout import fsync as _fsync
 from qptbench.data.layout import fsync_dir as _fsync_dir
 from qptbench.data.layout import h5py_module as _h5py
+from qptbench.dft.geometry import Molecule
+from qptbench.dft.level import LevelOfTheory
 from qptbench.errors import InputError
-from qptbench.geometry import Molecule
-from qptbench.level import LevelOfTheory
 
 
 @dataclass

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from qptbench.dft.level import LevelOfTheory
+from qptbench.evaluation.metrics import HARTREE_TO_MEV, hamiltonian_metrics
 from qptbench.evaluation.protocol import K_VALUES, State, iterate, zero_model_h
 from qptbench.evaluation.references import Reference
-from qptbench.level import LevelOfTheory
-from qptbench.metrics import HARTREE_TO_MEV, hamiltonian_metrics
 
 METRICS = ("delta_e_mev", "delta_h_uha", "delta_eps_occ_uha", "delta_eps_all_uha", "psi_occ")
 GAUGE_METRICS = ("delta_h_uha", "delta_eps_occ_uha", "delta_eps_all_uha", "psi_occ")
@@ -52,7 +52,7 @@ class TensorCache(Sequence):
                  cache_bytes: float | None = None) -> None:
         import os
 
-        from qptbench.tensors import basis_layout
+        from qptbench.dft.tensors import basis_layout
 
         self.molecules, self.level, self.device = list(molecules), level, device
         limit = cache_bytes if cache_bytes is not None else 1e9 * float(
@@ -66,7 +66,7 @@ class TensorCache(Sequence):
         return len(self.molecules)
 
     def __getitem__(self, i):
-        from qptbench.tensors import build_tensors
+        from qptbench.dft.tensors import build_tensors
 
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
@@ -200,7 +200,7 @@ class Evaluator:
         return out
 
     def _scf(self, i: int, state: State, k: int) -> dict[str, float]:
-        from qptbench.density import aufbau_density
+        from qptbench.dft.density import aufbau_density
         from qptbench.evaluation.scf_speedup import SCFTimer
 
         if self._timers is None:

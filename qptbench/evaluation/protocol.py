@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 import torch
 
-from qptbench.density import aufbau_density
-from qptbench.energy import energy_and_fock
-from qptbench.scf import DIIS, orbital_gradient
-from qptbench.tensors import DFTTensors
+from qptbench.dft.density import aufbau_density
+from qptbench.dft.energy import energy_and_fock
+from qptbench.dft.scf import DIIS, orbital_gradient
+from qptbench.dft.tensors import DFTTensors
 
 K_VALUES = (0, 1, 3)
 PAPER_MIXES = (0.5, 0.0)  # α at iterations 2, 3, ... (the paper's 1 + 3 route)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from qptbench.dft.geometry import Molecule
+from qptbench.dft.level import LevelOfTheory
 from qptbench.errors import InputError
-from qptbench.geometry import Molecule
-from qptbench.level import LevelOfTheory
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def from_dataset(path: str | Path, split: str = "val", limit: int | None = None
 def from_pyscf(molecules: Sequence[Molecule], level: LevelOfTheory, conv_tol: float = 1e-10
                ) -> list[Reference]:
     """Label ``molecules`` with PySCF RKS now (unconverged ones are dropped)."""
-    from qptbench.labels import pyscf_rks
+    from qptbench.dft.labels import pyscf_rks
 
     refs = []
     for i, mol in enumerate(molecules):

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qptbench.geometry import Molecule
-from qptbench.level import LevelOfTheory
+from qptbench.dft.geometry import Molecule
+from qptbench.dft.level import LevelOfTheory
 
 SCF_CONV_TOL = 1e-9
 
@@ -34,7 +34,7 @@ class SCFTimer:
 
     def __init__(self, molecule: Molecule, level: LevelOfTheory, conv_tol: float = SCF_CONV_TOL,
                  max_cycle: int = 100) -> None:
-        from qptbench.labels import make_rks
+        from qptbench.dft.labels import make_rks
 
         self.mf = make_rks(molecule, level, max_cycle)
         self.mf.conv_tol = conv_tol

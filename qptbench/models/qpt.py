@@ -15,7 +15,7 @@ Output heads (``QPTConfig.head``), both from one projection Q = W LN(x) (N, d):
 - ``"signed"``: A = Q diag(s) Qᵀ / √d with a learned vector s (d,), initialised to alternating
   +1, −1.  Exactly symmetric; with p positive and n negative entries of s it represents any
   symmetric A with at most p positive and n negative eigenvalues, i.e. A = P Pᵀ − M Mᵀ (Sylvester);
-  s is learned (1-D, so ``qptbench.train`` does not weight-decay it): the split can move.  We
+  s is learned (1-D, so ``training.loop`` does not weight-decay it): the split can move.  We
   chose it over the symmetrised (Q Kᵀ + K Qᵀ) / 2√d, the same form with s fixed at ±1 on 2d channels
   (Q Kᵀ + K Qᵀ = ½[(Q+K)(Q+K)ᵀ − (Q−K)(Q−K)ᵀ]), because it keeps the psd head's parameters and
   initialisation and adds only d numbers: setting every s_k = +1 gives back the psd head exactly,

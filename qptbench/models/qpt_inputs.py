@@ -14,11 +14,11 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 import torch
 
-from qptbench.energy import coulomb_exchange, fock, xc_energy_potential
-from qptbench.frames import principal_frame
-from qptbench.geometry import Molecule
-from qptbench.level import LevelOfTheory
-from qptbench.tensors import DFTTensors, basis_layout, build_tensors, element_ao_counts
+from qptbench.dft.energy import coulomb_exchange, fock, xc_energy_potential
+from qptbench.dft.frames import principal_frame
+from qptbench.dft.geometry import Molecule
+from qptbench.dft.level import LevelOfTheory
+from qptbench.dft.tensors import DFTTensors, basis_layout, build_tensors, element_ao_counts
 
 BIAS_NAMES = ("positions", "h_core", "h_core_orth", "dm_minao", "jk_minao", "vxc_minao",
               "h_minao")

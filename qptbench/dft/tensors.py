@@ -14,10 +14,10 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np
 import torch
 
+from qptbench.dft.geometry import Molecule
+from qptbench.dft.level import LevelOfTheory
+from qptbench.dft.xc import Functional, get_functional
 from qptbench.errors import InputError
-from qptbench.geometry import Molecule
-from qptbench.level import LevelOfTheory
-from qptbench.xc import Functional, get_functional
 
 
 @dataclass(frozen=True)

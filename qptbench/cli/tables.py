@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from qptbench.cli import _friendly, app
+from qptbench.cli.app import _friendly, app
 from qptbench.errors import InputError
 
 
@@ -44,11 +44,11 @@ def tables_command(
     are marked "reported (paper)" and printed apart; every measured row names its run
     directory in `source`.
     """
-    from qptbench import tables
+    from qptbench.report import tables
 
     if fmt not in tables.FORMATS:
         raise InputError(f"unknown --format {fmt!r}; choose one of {', '.join(tables.FORMATS)}")
-    from qptbench.rundir import load_run
+    from qptbench.report.rundir import load_run
 
     runs = [load_run(p) for p in run_dirs]
     frames = tables.make_tables(runs, paper=paper)
@@ -58,7 +58,7 @@ def tables_command(
         for path in tables.write_tables(runs, out, formats=(fmt,), paper=paper):
             typer.echo(f"wrote {path}")
     if plots:
-        from qptbench.plots import make_plots
+        from qptbench.report.plots import make_plots
 
         for run in runs:
             target = None if out is None else Path(out) / "plots" / run.path.resolve().name
@@ -89,7 +89,7 @@ def publish_command(
     there: the copy is itself a run directory (`qptbench tables DIR --check`).
     """
     from qptbench.harness import write_results
-    from qptbench.report import publish_run
+    from qptbench.report.outputs import publish_run
 
     written = publish_run(run_dir, out, rebuild_results=write_results)
     typer.echo(f"wrote {len(written)} files to {out}")

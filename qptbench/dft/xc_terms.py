@@ -1,7 +1,7 @@
 """Closed-shell exchange-correlation kernels, written from the published formulas.
 
 Each kernel maps (rho, rho^(1/3), sigma) to the energy per particle e, so E_xc = ∫ rho e.
-Inputs are already screened by ``qptbench.xc`` (rho > 0, sigma >= a small floor), so the
+Inputs are already screened by ``qptbench.dft.xc`` (rho > 0, sigma >= a small floor), so the
 kernels need no guards of their own; every expression is smooth there, which keeps the
 first and second autograd derivatives finite.
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from qptbench.dft.xc_terms import TERMS, Term
 from qptbench.errors import InputError
-from qptbench.xc_terms import TERMS, Term
 
 
 @dataclass(frozen=True)

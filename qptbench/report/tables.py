@@ -17,9 +17,9 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from qptbench import paper_rows
 from qptbench.ledger import PHASES
-from qptbench.rundir import (
+from qptbench.report import paper_rows
+from qptbench.report.rundir import (
     BUCKETS,
     OUTPUT_FILES,
     SECONDS_PER_HOUR,

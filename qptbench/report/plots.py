@@ -18,7 +18,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from qptbench.rundir import (
+from qptbench.report.rundir import (
     PLOT_NAMES,
     PLOT_SUFFIXES,
     PLOTS_DIR,

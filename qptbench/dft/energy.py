@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
-from qptbench.density import aufbau_density
-from qptbench.tensors import DFTTensors
-from qptbench.xc import eval_xc
+from qptbench.dft.density import aufbau_density
+from qptbench.dft.tensors import DFTTensors
+from qptbench.dft.xc import eval_xc
 
 
 def coulomb_exchange(

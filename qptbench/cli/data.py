@@ -7,7 +7,7 @@ import math
 
 import typer
 
-from qptbench.geometry import builtin_names
+from qptbench.dft.geometry import builtin_names
 
 data_app = typer.Typer(help="Inspect dataset files: splits, labels, cost.", no_args_is_help=True,
                        rich_markup_mode=None)  # plain help, as the main app (qptbench.cli)
@@ -78,8 +78,8 @@ def sample(
 
     from qptbench.data.splits import default_sizes, make_splits
     from qptbench.data.store import create_dataset
+    from qptbench.dft.geometry import load_molecule
     from qptbench.errors import InputError
-    from qptbench.geometry import load_molecule
 
     tic = time.perf_counter()
     if n is not None and n < 1:
@@ -166,7 +166,7 @@ def label(
     after an interruption and only the missing conformations are computed.
     """
     from qptbench.data.labelling import LabellingInterrupted, label_dataset
-    from qptbench.level import LevelOfTheory
+    from qptbench.dft.level import LevelOfTheory
 
     level = LevelOfTheory(basis=basis, xc=xc, grid_level=grid_level)
     try:
@@ -226,7 +226,7 @@ def info(
 
 def register(app: typer.Typer) -> None:
     """Add the data commands to the main app (called from qptbench.cli)."""
-    from qptbench.cli import _friendly
+    from qptbench.cli.app import _friendly
 
     app.command("sample")(_friendly(sample))
     app.command("label")(_friendly(label))

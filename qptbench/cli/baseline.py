@@ -7,7 +7,7 @@ import json
 
 import typer
 
-from qptbench.cli import _friendly, app
+from qptbench.cli.app import _friendly, app
 
 
 @app.command("train-baseline")

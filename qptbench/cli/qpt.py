@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from qptbench.cli import MOLECULES, _friendly, app
+from qptbench.cli.app import MOLECULES, _friendly, app
 from qptbench.errors import InputError
 
 
@@ -71,9 +71,9 @@ def train_qpt(
     ΔH µHa, Δε µHa all/occupied, ψ), ledger.jsonl (wall/CPU seconds per phase), summary.json
     and TensorBoard scalars (tb/).
     """
-    from qptbench import train_qpt as tq
-    from qptbench.geometry import Molecule
+    from qptbench.dft.geometry import Molecule
     from qptbench.runtime import resolve_device
+    from qptbench.training import qpt as tq
 
     Molecule.builtin(molecule)  # unknown names fail here with the list of built-ins
     if val is not None and not Path(val).exists():

@@ -9,8 +9,8 @@ from functools import wraps
 
 import typer
 
+from qptbench.dft.geometry import builtin_names
 from qptbench.errors import InputError
-from qptbench.geometry import builtin_names
 
 # Plain (click-style) help: it wraps cleanly at 80 columns and shows flags as --x/--no-x without
 # a "<bool>" type column, which typer's rich panels add to every flag, --help included.
@@ -88,12 +88,12 @@ def scf(
     Both run on the same geometry and level of theory; prints both energies (Ha), the
     difference, iterations and wall time.  Exit code 1 if either SCF did not converge.
     """
-    from qptbench.geometry import load_molecule
-    from qptbench.labels import pyscf_rks
-    from qptbench.level import LevelOfTheory
+    from qptbench.dft.geometry import load_molecule
+    from qptbench.dft.labels import pyscf_rks
+    from qptbench.dft.level import LevelOfTheory
+    from qptbench.dft.scf import run_scf
+    from qptbench.dft.tensors import build_tensors
     from qptbench.runtime import resolve_device, synchronize
-    from qptbench.scf import run_scf
-    from qptbench.tensors import build_tensors
 
     mol = load_molecule(molecule, xyz, charge)
     level = LevelOfTheory(basis=basis, xc=xc, grid_level=grid_level)
@@ -151,8 +151,9 @@ def _print_scf(r: dict) -> None:
 
 
 # Commands defined in their own modules register themselves on ``app`` when imported.
-from qptbench import cli_baseline, cli_qpt, cli_run, cli_tables  # noqa: E402, F401
-from qptbench.cli_data import register as _register_data  # noqa: E402
+from qptbench.cli import baseline, qpt, tables  # noqa: E402, F401
+from qptbench.cli import run as _run  # noqa: E402, F401
+from qptbench.cli.data import register as _register_data  # noqa: E402
 
 _register_data(app)
 # `qptbench --help` lists the commands in the order a new user needs them.

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qptbench.geometry import Molecule
-from qptbench.level import LevelOfTheory
-from qptbench.tensors import build_grids, build_mole
+from qptbench.dft.geometry import Molecule
+from qptbench.dft.level import LevelOfTheory
+from qptbench.dft.tensors import build_grids, build_mole
 
 
 @dataclass

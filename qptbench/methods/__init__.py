@@ -15,8 +15,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from qptbench.dft.geometry import Molecule
 from qptbench.evaluation.evaluator import Evaluator
-from qptbench.geometry import Molecule
 from qptbench.ledger import Ledger
 
 
@@ -54,7 +54,7 @@ class QPTMethod:
     head = "psd"  # the paper's output head A = QQᵀ/√d (models/qpt.py)
 
     def _config(self, ctx: MethodContext):
-        from qptbench import train_qpt as tq
+        from qptbench.training import qpt as tq
 
         s = ctx.settings
         return tq.make_config(s["qpt_preset"], molecule=ctx.molecule, steps=s["qpt_steps"],
@@ -66,8 +66,8 @@ class QPTMethod:
     def _predictor(self, ctx: MethodContext, cfg):
         """QPT's inputs for the held-out molecules, prepared once per run (not per seed or
         head: they do not depend on the weights); booked as evaluation."""
-        from qptbench import train_qpt as tq
         from qptbench.models.qpt_inputs import Vocabulary
+        from qptbench.training import qpt as tq
 
         key = ("qpt-inputs", cfg.basis, cfg.xc, cfg.grid_level)
         if key not in ctx.cache:
@@ -80,7 +80,7 @@ class QPTMethod:
         return ctx.cache[key]
 
     def train(self, ctx: MethodContext, budget_s: float | None) -> None:
-        from qptbench import train_qpt as tq
+        from qptbench.training import qpt as tq
 
         cfg = self._config(ctx)
         tq.run(cfg, ctx.out, ctx.device, resume=ctx.resume, progress=ctx.progress,
@@ -89,7 +89,7 @@ class QPTMethod:
                predictor=self._predictor(ctx, cfg))
 
     def predict(self, ctx: MethodContext, molecules: list[Molecule]) -> list[np.ndarray]:
-        from qptbench import train_qpt as tq
+        from qptbench.training import qpt as tq
 
         if molecules != ctx.evaluator.molecules():
             return tq.predict(ctx.out, molecules, ctx.device)

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import torch
 
-from qptbench.density import aufbau_density, orbitals
-from qptbench.energy import energy_and_fock
-from qptbench.tensors import DFTTensors
+from qptbench.dft.density import aufbau_density, orbitals
+from qptbench.dft.energy import energy_and_fock
+from qptbench.dft.tensors import DFTTensors
 
 
 @dataclass

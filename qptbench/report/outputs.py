@@ -11,7 +11,7 @@ import csv
 import math
 from pathlib import Path
 
-from qptbench.rundir import PLOTS_DIR, TABLES_DIR, load_run
+from qptbench.report.rundir import PLOTS_DIR, TABLES_DIR, load_run
 
 SUMMARY_WIDTH = 100
 MAIN_K = 1  # one Fock build after the network: the same for every route (README explains)
@@ -22,7 +22,7 @@ SUMMARY_COLUMNS = (("ΔE k=1 (meV)", "delta_e_mev", 1), ("ΔE k=3 (meV)", "delta
 def write_run_outputs(run_dir: str | Path, paper: bool = True) -> tuple[list[Path], str]:
     """Write RUN_DIR/tables/* (markdown, LaTeX, CSV) and RUN_DIR/plots/* (PNG, SVG); returns the
     paths written and the markdown text of the tables."""
-    from qptbench import plots, tables
+    from qptbench.report import plots, tables
 
     run = load_run(run_dir)
     written = tables.write_tables([run], run.path / TABLES_DIR, paper=paper)

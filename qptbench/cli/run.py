@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from qptbench.cli import MOLECULES, _friendly, app
+from qptbench.cli.app import MOLECULES, _friendly, app
 
 
 @app.command("run")
@@ -52,7 +52,7 @@ def run_command(
     and plots/ (PNG, SVG).
     """
     from qptbench import harness
-    from qptbench.geometry import Molecule
+    from qptbench.dft.geometry import Molecule
     from qptbench.runtime import resolve_device
 
     Molecule.builtin(molecule)

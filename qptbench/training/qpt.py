@@ -22,19 +22,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from qptbench.energy import energy as dft_energy
-from qptbench.energy import sandwich
+from qptbench.dft.energy import energy as dft_energy
+from qptbench.dft.energy import sandwich
+from qptbench.dft.frames import ao_rotation
+from qptbench.dft.geometry import Molecule
+from qptbench.dft.level import LevelOfTheory
 from qptbench.errors import InputError
 from qptbench.evaluation import references
 from qptbench.evaluation.evaluator import Evaluator
 from qptbench.evaluation.references import Reference
-from qptbench.frames import ao_rotation
-from qptbench.geometry import Molecule
 from qptbench.ledger import Ledger, cpu_seconds
-from qptbench.level import LevelOfTheory
 from qptbench.models.qpt import HEADS, QPT, count_parameters, preset_config
 from qptbench.models.qpt_inputs import QPTSample, Vocabulary, prepare_sample
-from qptbench.train import SkipStep, TrainConfig, train
+from qptbench.training.loop import SkipStep, TrainConfig, train
 
 VALIDATION_MIXES = (0.5, 0.0)  # the paper's 1 + 3: D1, mixed D2, unmixed D3
 FIXES_H = False  # trained on the energy alone: H is fixed only up to its occupied subspace

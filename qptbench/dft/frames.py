@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from qptbench.ao_order import reorder, wigner_d_e3nn
-from qptbench.geometry import Molecule
+from qptbench.dft.ao_order import reorder, wigner_d_e3nn
+from qptbench.dft.geometry import Molecule
 
 _TIE = 1e-6  # Å³ / Å: third moments or coordinates below this are treated as zero
 
