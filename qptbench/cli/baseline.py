@@ -7,11 +7,9 @@ import json
 
 import typer
 
-from qptbench.cli.app import _friendly, app
+from qptbench.cli.common import friendly
 
 
-@app.command("train-baseline")
-@_friendly
 def train_baseline(
     labels: str = typer.Option(..., "--labels", metavar="FILE",
                                help="Label store (.h5) made by `qptbench label`; its "
@@ -62,3 +60,7 @@ def train_baseline(
         energy_molecules=energy_molecules, eval_every=eval_every, seed=seed,
         progress=progress))
     typer.echo(json.dumps(summary, indent=1))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train-baseline")(friendly(train_baseline))

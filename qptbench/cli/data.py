@@ -7,10 +7,11 @@ import math
 
 import typer
 
+from qptbench.cli.common import friendly
 from qptbench.dft.geometry import builtin_names
 
 data_app = typer.Typer(help="Inspect dataset files: splits, labels, cost.", no_args_is_help=True,
-                       rich_markup_mode=None)  # plain help, as the main app (qptbench.cli)
+                       rich_markup_mode=None)  # plain help, as the main app (qptbench.cli.app)
 MOLECULES = ", ".join(builtin_names())
 
 
@@ -225,10 +226,8 @@ def info(
 
 
 def register(app: typer.Typer) -> None:
-    """Add the data commands to the main app (called from qptbench.cli)."""
-    from qptbench.cli.app import _friendly
-
-    app.command("sample")(_friendly(sample))
-    app.command("label")(_friendly(label))
-    data_app.command("info")(_friendly(info))
+    """Add the data commands to the main app (called from qptbench.cli.app)."""
+    app.command("sample")(friendly(sample))
+    app.command("label")(friendly(label))
+    data_app.command("info")(friendly(info))
     app.add_typer(data_app, name="data")

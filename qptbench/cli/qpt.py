@@ -6,12 +6,10 @@ from pathlib import Path
 
 import typer
 
-from qptbench.cli.app import MOLECULES, _friendly, app
+from qptbench.cli.common import MOLECULES, friendly
 from qptbench.errors import InputError
 
 
-@app.command("train-qpt")
-@_friendly
 def train_qpt(
     molecule: str = typer.Option("water", "--molecule", "-m", metavar="NAME",
                                  help=f"Built-in molecule: {MOLECULES}."),
@@ -107,3 +105,7 @@ def _print_summary(final: dict, out: Path) -> None:
         typer.echo(f"{name:24s}" + "".join(
             f"{final[f'{p}{key}_k{k}']:12.4g}" for p in ("", "zero_") for k in (1, 3)))
     typer.echo(f"run directory: {out}  (metrics.jsonl, ledger.jsonl, summary.json)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train-qpt")(friendly(train_qpt))

@@ -6,11 +6,9 @@ from pathlib import Path
 
 import typer
 
-from qptbench.cli.app import MOLECULES, _friendly, app
+from qptbench.cli.common import MOLECULES, friendly
 
 
-@app.command("run")
-@_friendly
 def run_command(
     molecule: str = typer.Option("water", "--molecule", "-m", metavar="NAME",
                                  help=f"Built-in molecule: {MOLECULES}."),
@@ -62,3 +60,7 @@ def run_command(
     text = harness.run(cfg, Path(out), resolve_device(device), resume=resume)
     typer.echo(text)
     typer.echo(f"run directory: {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(friendly(run_command))

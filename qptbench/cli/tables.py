@@ -8,12 +8,10 @@ from typing import Annotated
 
 import typer
 
-from qptbench.cli.app import _friendly, app
+from qptbench.cli.common import friendly
 from qptbench.errors import InputError
 
 
-@app.command("tables")
-@_friendly
 def tables_command(
     run_dirs: Annotated[list[str], typer.Argument(
         metavar="RUN_DIR",
@@ -74,8 +72,6 @@ def tables_command(
         typer.echo(f"consistent: {', '.join(run_dirs)}")
 
 
-@app.command("publish")
-@_friendly
 def publish_command(
     run_dir: Annotated[str, typer.Argument(metavar="RUN_DIR",
                                            help="A finished `qptbench run` directory.")],
@@ -93,3 +89,8 @@ def publish_command(
 
     written = publish_run(run_dir, out, rebuild_results=write_results)
     typer.echo(f"wrote {len(written)} files to {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("tables")(friendly(tables_command))
+    app.command("publish")(friendly(publish_command))
