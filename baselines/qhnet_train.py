@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from qptbench.evaluation.metrics import HARTREE_TO_UHA
+from qptbench.dft.units import HARTREE_TO_UHA
 
 from .qhnet_data import Batch, LabelledSet
 

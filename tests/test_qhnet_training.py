@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from qptbench.baselines import qhnet_run
 from qptbench.baselines.qhnet import QHNet, preset
 from qptbench.baselines.qhnet_data import LabelledSet, batch_factory
 from qptbench.baselines.qhnet_orbitals import element_shells
@@ -19,8 +18,9 @@ from qptbench.baselines.qhnet_train import hamiltonian_loss, predict, solve_read
 from qptbench.dft.geometry import Molecule
 from qptbench.dft.labels import pyscf_rks
 from qptbench.dft.level import LevelOfTheory
+from qptbench.dft.units import HARTREE_TO_UHA
 from qptbench.errors import InputError
-from qptbench.evaluation.metrics import HARTREE_TO_UHA
+from qptbench.methods import qhnet as baseline_run
 
 LEVEL = LevelOfTheory(grid_level=1)  # labels only need to be consistent, not converged in grid
 
@@ -108,14 +108,14 @@ def _options(tmp_path, name, **kw):
 @pytest.fixture
 def fake_store(monkeypatch):
     splits = {"train": [0, 1, 2, 3], "val": [4], "test": [5]}
-    monkeypatch.setattr(qhnet_run, "open_store", lambda path: FakeStore(splits))
+    monkeypatch.setattr(baseline_run, "open_store", lambda path: FakeStore(splits))
 
 
 def test_resume_is_exact(tmp_path, fake_store, monkeypatch):
-    straight = qhnet_run.run(_options(tmp_path, "straight"))
+    straight = baseline_run.run(_options(tmp_path, "straight"))
     state = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
 
-    real_loss = qhnet_run.make_loss_fn
+    real_loss = baseline_run.make_loss_fn
     calls = {"n": 0}
 
     def interrupted(numbers):
@@ -129,11 +129,11 @@ def test_resume_is_exact(tmp_path, fake_store, monkeypatch):
 
         return loss_fn
 
-    monkeypatch.setattr(qhnet_run, "make_loss_fn", interrupted)
+    monkeypatch.setattr(baseline_run, "make_loss_fn", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        qhnet_run.run(_options(tmp_path, "killed"))
-    monkeypatch.setattr(qhnet_run, "make_loss_fn", real_loss)
-    resumed = qhnet_run.run(_options(tmp_path, "killed", resume=True))
+        baseline_run.run(_options(tmp_path, "killed"))
+    monkeypatch.setattr(baseline_run, "make_loss_fn", real_loss)
+    resumed = baseline_run.run(_options(tmp_path, "killed", resume=True))
     again = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
     assert again["step"] == state["step"] == 4
     for key, value in state["model"].items():
@@ -143,11 +143,11 @@ def test_resume_is_exact(tmp_path, fake_store, monkeypatch):
     ledger = [json.loads(x) for x in lines]
     assert sum(e["phase"] == "label" for e in ledger) == 1  # labelling cost booked once
     with pytest.raises(InputError, match="different run"):
-        qhnet_run.run(_options(tmp_path, "killed", resume=True, preset="small"))
+        baseline_run.run(_options(tmp_path, "killed", resume=True, preset="small"))
 
 
 def test_run_reports_metrics_energy_and_label_hours(tmp_path, fake_store):
-    summary = qhnet_run.run(_options(tmp_path, "run", steps=2, energy_molecules=1))
+    summary = baseline_run.run(_options(tmp_path, "run", steps=2, energy_molecules=1))
     for key in ("val_delta_h_uha_k0", "val_delta_eps_occ_uha_k1", "val_delta_eps_all_uha_k3",
                 "val_psi_occ_k0", "val_delta_e_mev_k1", "test_delta_h_uha_k0",
                 "test_delta_e_mev_k3", "label_hours", "train_hours"):

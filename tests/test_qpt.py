@@ -269,11 +269,12 @@ def _energies(path):
 
 
 def test_resume_reproduces_the_loss_curve(tmp_path, monkeypatch):
+    from qptbench.methods.qpt import run as qpt_run
     from qptbench.training import qpt as tq
 
     cfg = tq.make_config("smoke", steps=16, checkpoint_every=4, n_val=1, window=2)
     cfg = tq.replace(cfg, eval_every=0)
-    tq.run(cfg, tmp_path / "straight", torch.device("cpu"), progress=False)
+    qpt_run(cfg, tmp_path / "straight", torch.device("cpu"), progress=False)
 
     original = tq.ImplicitDFTLoss.__call__
 
@@ -284,9 +285,9 @@ def test_resume_reproduces_the_loss_curve(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tq.ImplicitDFTLoss, "__call__", killed_at_step_10)
     with pytest.raises(KeyboardInterrupt):
-        tq.run(cfg, tmp_path / "resumed", torch.device("cpu"), progress=False)
+        qpt_run(cfg, tmp_path / "resumed", torch.device("cpu"), progress=False)
     monkeypatch.setattr(tq.ImplicitDFTLoss, "__call__", original)
-    tq.run(cfg, tmp_path / "resumed", torch.device("cpu"), resume=True, progress=False)
+    qpt_run(cfg, tmp_path / "resumed", torch.device("cpu"), resume=True, progress=False)
     np.testing.assert_allclose(_energies(tmp_path / "resumed"), _energies(tmp_path / "straight"),
                                rtol=0, atol=1e-10)
 

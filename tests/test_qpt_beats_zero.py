@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from qptbench.methods.qpt import run as qpt_run
 from qptbench.training import qpt as tq
 
 
 def _train(tmp_path, preset: str, **overrides) -> dict:
     cfg = tq.make_config(preset, **overrides)
-    return tq.run(cfg, tmp_path / preset, torch.device("cpu"), progress=False)
+    return qpt_run(cfg, tmp_path / preset, torch.device("cpu"), progress=False)
 
 
 def test_smoke_trained_qpt_beats_zero_model_at_k1(tmp_path):

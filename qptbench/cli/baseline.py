@@ -52,7 +52,8 @@ def train_baseline(
     µHa, ψ, ΔE in meV (energy of the predicted H after one DFT iteration), and the hours of
     labelling (read from the label store) and training.
     """
-    from qptbench.baselines.qhnet_run import RunOptions, run
+    from qptbench.baselines.qhnet_run import RunOptions
+    from qptbench.methods.qhnet import run
 
     summary = run(RunOptions(
         labels=labels, out=out, preset=preset, steps=steps, device=device, dtype=dtype,

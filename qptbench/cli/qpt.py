@@ -70,6 +70,7 @@ def train_qpt(
     and TensorBoard scalars (tb/).
     """
     from qptbench.dft.geometry import Molecule
+    from qptbench.methods.qpt import run
     from qptbench.runtime import resolve_device
     from qptbench.training import qpt as tq
 
@@ -86,7 +87,7 @@ def train_qpt(
             basis=basis, grid_level=grid_level, eval_every=eval_every, seed=seed, head=head)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    final = tq.run(cfg, Path(out), resolve_device(device), resume=resume)
+    final = run(cfg, Path(out), resolve_device(device), resume=resume)
     _print_summary(final, Path(out))
 
 

@@ -17,9 +17,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-HARTREE_TO_EV = 27.211386245988  # CODATA 2018 (the QPT code used 27.2114079527: 1e-6 relative)
-HARTREE_TO_MEV = 1000.0 * HARTREE_TO_EV
-HARTREE_TO_UHA = 1.0e6
+from qptbench.dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
 
 
 def _numpy(x) -> np.ndarray:

@@ -80,13 +80,13 @@ class QPTMethod:
         return ctx.cache[key]
 
     def train(self, ctx: MethodContext, budget_s: float | None) -> None:
-        from qptbench.training import qpt as tq
+        from qptbench.methods.qpt import run
 
         cfg = self._config(ctx)
-        tq.run(cfg, ctx.out, ctx.device, resume=ctx.resume, progress=ctx.progress,
-               ledger=ctx.ledger, time_limit_s=budget_s, evaluator=ctx.evaluator,
-               desc=f"QPT training ({self.head} head, seed {ctx.seed})",
-               predictor=self._predictor(ctx, cfg))
+        run(cfg, ctx.out, ctx.device, resume=ctx.resume, progress=ctx.progress,
+            ledger=ctx.ledger, time_limit_s=budget_s, evaluator=ctx.evaluator,
+            desc=f"QPT training ({self.head} head, seed {ctx.seed})",
+            predictor=self._predictor(ctx, cfg))
 
     def predict(self, ctx: MethodContext, molecules: list[Molecule]) -> list[np.ndarray]:
         from qptbench.training import qpt as tq
@@ -107,7 +107,8 @@ class QHNetMethod:
     fixes_h, uses_labels = True, True
 
     def train(self, ctx: MethodContext, budget_s: float | None) -> None:
-        from qptbench.baselines.qhnet_run import RunOptions, run
+        from qptbench.baselines.qhnet_run import RunOptions
+        from qptbench.methods.qhnet import run
 
         s = ctx.settings
         options = RunOptions(labels=str(ctx.dataset), out=str(ctx.out), preset=s["qhnet_preset"],

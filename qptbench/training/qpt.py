@@ -4,18 +4,20 @@ Loss = the energy after the DFT-iteration sandwich started from H = H_init + A. 
 paper: one iteration early on, a density-mixed one (α = 0.5) added at ``mix_at`` (the paper: step
 150k of 200k), and a final unmixed one for validation.  PySCF labels are used only to score.
 
-Validation compares QPT with the *zero model* (A = 0: the minao Fock matrix followed by the same
-DFT iterations); a trained network is only interesting where it beats that.  QPT does not score
-itself: validation goes through the shared evaluator (``qptbench.evaluation``), which scores every
-method and control with one protocol in the reference geometries' own frames.
+Here: the run config and presets, sample preparation (``Preparer``, also run in DataLoader
+workers), the loss, the predictor (H in each geometry's own frame) and inference timing; the
+conformation sources are in ``qpt_sources.py``.  QPT does not score itself: its run
+(``qptbench.methods.qpt``) hands predictions to the shared evaluator (``qptbench.evaluation``),
+which also scores the *zero model* (A = 0: the minao Fock matrix followed by the same DFT
+iterations); a trained network is only interesting where it beats that.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +29,10 @@ from qptbench.dft.energy import sandwich
 from qptbench.dft.frames import ao_rotation
 from qptbench.dft.geometry import Molecule
 from qptbench.dft.level import LevelOfTheory
-from qptbench.errors import InputError
-from qptbench.evaluation import references
-from qptbench.evaluation.evaluator import Evaluator
-from qptbench.evaluation.references import Reference
 from qptbench.ledger import Ledger, cpu_seconds
-from qptbench.models.qpt import HEADS, QPT, count_parameters, preset_config
+from qptbench.models.qpt import HEADS, QPT, preset_config
 from qptbench.models.qpt_inputs import QPTSample, Vocabulary, prepare_sample
-from qptbench.training.loop import SkipStep, TrainConfig, train
+from qptbench.training.loop import SkipStep, TrainConfig
 
 VALIDATION_MIXES = (0.5, 0.0)  # the paper's 1 + 3: D1, mixed D2, unmixed D3
 FIXES_H = False  # trained on the energy alone: H is fixed only up to its occupied subspace
@@ -98,67 +96,7 @@ def make_config(preset: str, **overrides: Any) -> QPTRunConfig:
     return cfg
 
 
-# ---- conformation sources: index -> Molecule, deterministic ---------------------------------
-
-class DisplacedSource:
-    """The built-in geometry with every coordinate moved by N(0, s²) Å; split by seed stream."""
-
-    def __init__(self, base: Molecule, scale: float, seed: int, stream: int) -> None:
-        self.base, self.scale, self.seed, self.stream = base, scale, seed, stream
-
-    def __call__(self, index: int) -> Molecule:
-        seq = np.random.SeedSequence([self.seed, self.stream, index])
-        return self.base.displaced(int(seq.generate_state(1)[0]), self.scale)
-
-
-class MDSource:
-    """Frames of a GFN2-xTB MD trajectory (``data.md``), cached as they are generated."""
-
-    def __init__(self, base: Molecule, seed: int) -> None:
-        self.base, self.seed, self.frames, self._it = base, seed, [], None
-
-    def __call__(self, index: int) -> Molecule:
-        if self._it is None:
-            from qptbench.data.md import md_conformations
-
-            self._it = md_conformations(self.base, seed=self.seed)
-        while len(self.frames) <= index:
-            self.frames.append(next(self._it))
-        return self.frames[index]
-
-
-class DatasetSource:
-    """Conformations of a dataset file's split, drawn uniformly with a seeded generator."""
-
-    def __init__(self, path: str, split: str, seed: int) -> None:
-        from qptbench.data.store import Dataset
-
-        with Dataset.open(path) as ds:
-            self.indices = np.asarray(ds.split(split))
-            self.molecules = {int(i): ds.molecule(int(i)) for i in self.indices}
-        if self.indices.size == 0:
-            raise ValueError(f"{path}: split {split!r} is empty")
-        self.seed = seed
-
-    def __call__(self, index: int) -> Molecule:
-        rng = np.random.default_rng([self.seed, index])
-        return self.molecules[int(rng.choice(self.indices))]
-
-
-def make_source(cfg: QPTRunConfig, stream: int) -> Callable[[int], Molecule]:
-    base = Molecule.builtin(cfg.molecule)
-    if cfg.sampler == "displaced":
-        return DisplacedSource(base, cfg.displacement_angstrom, cfg.seed, stream)
-    if cfg.sampler == "md":
-        return MDSource(base, seed=cfg.seed * 1000 + stream)
-    if cfg.sampler == "dataset":
-        if cfg.dataset is None:
-            raise ValueError("sampler 'dataset' needs --dataset FILE")
-        return DatasetSource(cfg.dataset, "train" if stream == 0 else "val", cfg.seed)
-    raise ValueError(f"unknown sampler {cfg.sampler!r}; choose displaced, md or dataset")
-
-
-# ---- samples, references, loss, evaluation -----------------------------------------------------
+# ---- samples, loss, predictions --------------------------------------------------------------
 
 @dataclass
 class Prepared:
@@ -241,30 +179,6 @@ class ImplicitDFTLoss:
                    "energy_ms": 1e3 * (toc - tac)}
 
 
-def make_references(cfg: QPTRunConfig, out_dir: Path, ledger: Ledger) -> list[Reference]:
-    """The held-out references: the val split of ``cfg.val`` (``--val``) or else of
-    ``cfg.dataset`` (``--dataset``) when one is given, else PySCF labels made here for
-    ``n_val`` geometries of the validation stream.
-    Cached in the run directory as plain arrays (``references.npz``, no pickles)."""
-    cache = out_dir / "references.npz"
-    if cache.exists():
-        return references.load(cache)
-    source_file = cfg.val or cfg.dataset
-    if source_file is not None:
-        with ledger.phase("reference", source=source_file) as extra:
-            refs = references.from_dataset(source_file, "val", cfg.n_val)
-            extra["n"] = len(refs)
-    else:
-        source = make_source(cfg, stream=1)
-        with ledger.phase("reference", n=cfg.n_val) as extra:
-            refs = references.from_pyscf([source(i) for i in range(cfg.n_val)], cfg.level())
-            extra["n_converged"] = len(refs)
-    if not refs:
-        raise InputError("no converged validation reference to score against")
-    references.save(refs, cache)
-    return refs
-
-
 class Predictor:
     """QPT's predictions for fixed geometries, in each geometry's own frame (PySCF AO order).
 
@@ -304,15 +218,6 @@ class Predictor:
         return out
 
 
-def curve_evaluator(evaluator: Evaluator, predictor: Predictor) -> Callable[[QPT, int], dict]:
-    """``evaluate(model, step)`` for the training loop: the shared evaluator's curve point."""
-
-    def evaluate(model: QPT, step: int) -> dict[str, float]:
-        return evaluator.curve_point(predictor(model), fixes_h=FIXES_H)
-
-    return evaluate
-
-
 def measure_inference(model: QPT, molecules: Sequence[Molecule], preparer: Preparer,
                       device: torch.device, pyscf_seconds: Sequence[float],
                       min_molecules: int = INFERENCE_MIN_MOLECULES) -> dict[str, Any]:
@@ -350,59 +255,6 @@ def build_model(cfg: QPTRunConfig, device: torch.device) -> tuple[QPT, Vocabular
     vocab = Vocabulary.from_basis(cfg.basis)
     torch.manual_seed(cfg.seed)
     return QPT(preset_config(cfg.model, vocab.size, head=cfg.head)).to(device), vocab
-
-
-def run(cfg: QPTRunConfig, out_dir: str | Path, device: torch.device, resume: bool = False,
-        progress: bool = True, ledger: Ledger | None = None,
-        time_limit_s: float | None = None, evaluator: Evaluator | None = None,
-        desc: str = "QPT training", predictor: Predictor | None = None) -> dict[str, Any]:
-    """Train QPT as configured; returns the summary (last curve point of the shared evaluator).
-
-    ``ledger``: book into this (a harness's run ledger) instead of ``out_dir/ledger.jsonl``;
-    ``time_limit_s``: the wall-clock budget of tensor preparation + training;
-    ``evaluator``: the harness's shared evaluator (default: one built here on the references);
-    ``predictor``: QPT's inputs for the evaluator's molecules, if already prepared.
-    The trained model is in ``out_dir/checkpoint.pt`` (``load_model``).
-    """
-    from qptbench.data.stream import WindowedStream
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    saved = out / "config.json"
-    if resume and saved.exists():
-        cfg = replace(QPTRunConfig(**json.loads(saved.read_text())), steps=cfg.steps)
-    saved.write_text(json.dumps(asdict(cfg), indent=1))
-    ledger = ledger or Ledger(out / "ledger.jsonl", device=str(device), method="qpt")
-    model, vocab = build_model(cfg, device)
-    (out / "model.json").write_text(json.dumps(
-        {**asdict(model.cfg), "parameters": count_parameters(model)}, indent=1))
-    preparer = Preparer(vocab, cfg.level())
-    if evaluator is None:
-        refs = make_references(cfg, out, ledger)
-        with ledger.phase("tensors", what="validation tensors (evaluator)", n=len(refs)):
-            evaluator = Evaluator(refs, cfg.level(), device)
-    if predictor is None:
-        with ledger.phase("tensors", what="validation samples (QPT inputs)", n=len(evaluator)):
-            predictor = Predictor(evaluator.molecules(), preparer, device,
-                                  keep=evaluator.tensors.keep, progress=progress)
-    stream = WindowedStream(make_source(cfg, stream=0), preparer, cfg.window, cfg.workers)
-    loss = ImplicitDFTLoss(device, cfg.mix_at, cfg.steps, cfg.explode_ha)
-    result = train(model, loss, stream, cfg.train_config(), out, resume=resume,
-                   evaluate=curve_evaluator(evaluator, predictor), ledger=ledger,
-                   progress=progress, time_limit_s=time_limit_s, desc=desc)
-    loss.book(ledger, cfg.workers)
-    (out / "inference.json").write_text(json.dumps(measure_inference(
-        model, evaluator.molecules(), preparer, device,
-        [r.seconds for r in evaluator.refs]), indent=1))
-    final = result.evaluations[-1] if result.evaluations else {}
-    with ledger.phase("eval", what="zero model (control)", n=len(evaluator)):
-        zero = evaluator.curve_routes(evaluator.control_routes("zero"))
-    summary = {**{f"zero_{k}": v for k, v in zero.items() if k != "n_val"},
-               "step": result.step, "skipped": result.skipped,
-               "parameters": count_parameters(model),
-               "molecules_prepared_this_run": stream.prepared, **final}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    return summary
 
 
 def load_model(out_dir: str | Path, device: torch.device) -> tuple[QPT, QPTRunConfig]:

@@ -1,0 +1,118 @@
+"""QPT's run: train with the implicit DFT loss, validation curves and the zero model through the
+shared evaluator, inference timing, ``summary.json``.  ``qptbench train-qpt`` and the harness's
+QPT methods call :func:`run`; the training specifics are in ``qptbench.training.qpt``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from qptbench.errors import InputError
+from qptbench.evaluation import references
+from qptbench.evaluation.evaluator import Evaluator
+from qptbench.evaluation.references import Reference
+from qptbench.ledger import Ledger
+from qptbench.models.qpt import QPT, count_parameters
+from qptbench.training.loop import train
+from qptbench.training.qpt import (
+    FIXES_H,
+    ImplicitDFTLoss,
+    Predictor,
+    Preparer,
+    QPTRunConfig,
+    build_model,
+    measure_inference,
+)
+from qptbench.training.qpt_sources import make_source
+
+
+def make_references(cfg: QPTRunConfig, out_dir: Path, ledger: Ledger) -> list[Reference]:
+    """The held-out references: the val split of ``cfg.val`` (``--val``) or else of
+    ``cfg.dataset`` (``--dataset``) when one is given, else PySCF labels made here for
+    ``n_val`` geometries of the validation stream.
+    Cached in the run directory as plain arrays (``references.npz``, no pickles)."""
+    cache = out_dir / "references.npz"
+    if cache.exists():
+        return references.load(cache)
+    source_file = cfg.val or cfg.dataset
+    if source_file is not None:
+        with ledger.phase("reference", source=source_file) as extra:
+            refs = references.from_dataset(source_file, "val", cfg.n_val)
+            extra["n"] = len(refs)
+    else:
+        source = make_source(cfg, stream=1)
+        with ledger.phase("reference", n=cfg.n_val) as extra:
+            refs = references.from_pyscf([source(i) for i in range(cfg.n_val)], cfg.level())
+            extra["n_converged"] = len(refs)
+    if not refs:
+        raise InputError("no converged validation reference to score against")
+    references.save(refs, cache)
+    return refs
+
+
+def curve_evaluator(evaluator: Evaluator, predictor: Predictor) -> Callable[[QPT, int], dict]:
+    """``evaluate(model, step)`` for the training loop: the shared evaluator's curve point."""
+
+    def evaluate(model: QPT, step: int) -> dict[str, float]:
+        return evaluator.curve_point(predictor(model), fixes_h=FIXES_H)
+
+    return evaluate
+
+
+def run(cfg: QPTRunConfig, out_dir: str | Path, device: torch.device, resume: bool = False,
+        progress: bool = True, ledger: Ledger | None = None,
+        time_limit_s: float | None = None, evaluator: Evaluator | None = None,
+        desc: str = "QPT training", predictor: Predictor | None = None) -> dict[str, Any]:
+    """Train QPT as configured; returns the summary (last curve point of the shared evaluator).
+
+    ``ledger``: book into this (a harness's run ledger) instead of ``out_dir/ledger.jsonl``;
+    ``time_limit_s``: the wall-clock budget of tensor preparation + training;
+    ``evaluator``: the harness's shared evaluator (default: one built here on the references);
+    ``predictor``: QPT's inputs for the evaluator's molecules, if already prepared.
+    The trained model is in ``out_dir/checkpoint.pt`` (``load_model``).
+    """
+    from qptbench.data.stream import WindowedStream
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / "config.json"
+    if resume and saved.exists():
+        cfg = replace(QPTRunConfig(**json.loads(saved.read_text())), steps=cfg.steps)
+    saved.write_text(json.dumps(asdict(cfg), indent=1))
+    ledger = ledger or Ledger(out / "ledger.jsonl", device=str(device), method="qpt")
+    model, vocab = build_model(cfg, device)
+    (out / "model.json").write_text(json.dumps(
+        {**asdict(model.cfg), "parameters": count_parameters(model)}, indent=1))
+    preparer = Preparer(vocab, cfg.level())
+    if evaluator is None:
+        refs = make_references(cfg, out, ledger)
+        with ledger.phase("tensors", what="validation tensors (evaluator)", n=len(refs)):
+            evaluator = Evaluator(refs, cfg.level(), device)
+    if predictor is None:
+        with ledger.phase("tensors", what="validation samples (QPT inputs)", n=len(evaluator)):
+            predictor = Predictor(evaluator.molecules(), preparer, device,
+                                  keep=evaluator.tensors.keep, progress=progress)
+    stream = WindowedStream(make_source(cfg, stream=0), preparer, cfg.window, cfg.workers)
+    loss = ImplicitDFTLoss(device, cfg.mix_at, cfg.steps, cfg.explode_ha)
+    result = train(model, loss, stream, cfg.train_config(), out, resume=resume,
+                   evaluate=curve_evaluator(evaluator, predictor), ledger=ledger,
+                   progress=progress, time_limit_s=time_limit_s, desc=desc)
+    loss.book(ledger, cfg.workers)
+    (out / "inference.json").write_text(json.dumps(measure_inference(
+        model, evaluator.molecules(), preparer, device,
+        [r.seconds for r in evaluator.refs]), indent=1))
+    final = result.evaluations[-1] if result.evaluations else {}
+    with ledger.phase("eval", what="zero model (control)", n=len(evaluator)):
+        zero = evaluator.curve_routes(evaluator.control_routes("zero"))
+    summary = {**{f"zero_{k}": v for k, v in zero.items() if k != "n_val"},
+               "step": result.step, "skipped": result.skipped,
+               "parameters": count_parameters(model),
+               "molecules_prepared_this_run": stream.prepared, **final}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
