@@ -53,7 +53,8 @@ import torch
 
 from qptbench.dft.geometry import Molecule
 from qptbench.errors import InputError
-from qptbench.training.loop import TrainConfig, load_best, load_checkpoint
+from qptbench.training.checkpoints import load_checkpoint
+from qptbench.training.loop import TrainConfig, load_best
 
 from .qhnet import MD17_RECIPE, QHNET_SCHEDULE, QHNet, QHNetConfig, preset
 from .qhnet_data import LabelledSet

@@ -27,10 +27,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
-import pickle
-import random
-import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -41,8 +37,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from qptbench.errors import InputError
 from qptbench.ledger import Ledger, cpu_seconds, read_jsonl
+from qptbench.training.checkpoints import (
+    check_plain,
+    load_checkpoint,
+    rng_state,
+    save_atomic,
+    seed_everything,
+    set_rng_state,
+)
+from qptbench.training.schedule import (
+    TrainConfig,
+    learning_rate,
+    learning_rate_at_fraction,
+    make_optimizer,
+)
 
 LossFn = Callable[[nn.Module, Any], tuple[torch.Tensor, dict[str, float]]]
 Evaluate = Callable[[nn.Module, int], dict[str, float]]
@@ -56,70 +65,6 @@ class TrainingFailed(RuntimeError):
     """Too many consecutive skipped steps: something is wrong beyond one bad molecule."""
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    steps: int = 1000               # optimiser updates
-    lr: float = 3e-4
-    min_lr: float = 3e-5
-    warmup_steps: int = 100
-    decay_steps: int | None = None  # cosine reaches min_lr here (default: steps)
-    weight_decay: float = 0.1       # decoupled; matrices and embeddings only (not gains/biases)
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
-    grad_clip: float = 1.0          # global norm; 0 disables
-    accumulate: int = 1             # micro-batches (molecules) per update
-    ema_decay: float | None = None
-    log_every: int = 10
-    eval_every: int = 0             # 0: evaluate only at the end
-    checkpoint_every: int = 100
-    seed: int = 0
-    max_skipped: int = 20           # consecutive skipped updates before giving up
-    # Evaluate when the run crosses k/eval_points of its wall-clock budget (of its steps without
-    # a budget), k = 1..eval_points-1; the final evaluation is point k = eval_points.  Replaces
-    # eval_every when > 0.
-    eval_points: int = 0
-    best_metric: str | None = None  # evaluation key, lower is better: keep best.pt
-
-
-def learning_rate(config: TrainConfig, step: int) -> float:
-    """Linear warmup to lr, cosine to min_lr at decay_steps, then min_lr."""
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    decay = config.decay_steps or config.steps
-    if step >= decay:
-        return config.min_lr
-    progress = (step - config.warmup_steps) / max(1, decay - config.warmup_steps)
-    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))
-
-
-def learning_rate_at_fraction(config: TrainConfig, step: int, fraction: float,
-                              warmup_fraction: float | None = None) -> float:
-    """:func:`learning_rate` on the fraction of the run done (of a wall-clock budget, say).
-
-    Warmup is step-based (``step < warmup_steps``); the cosine then runs from ``warmup_fraction``
-    (the fraction at which warmup ended; default ``warmup_steps / steps``) to min_lr at
-    ``decay_steps / steps``.  With ``fraction = step / steps`` this is :func:`learning_rate`.
-    """
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    end = (config.decay_steps or config.steps) / config.steps
-    start = config.warmup_steps / config.steps if warmup_fraction is None else warmup_fraction
-    if fraction >= end or end <= start:
-        return config.min_lr
-    progress = max(0.0, (fraction - start) / (end - start))
-    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))
-
-
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    # Decaying LayerNorm gains and biases towards zero only hurts; decay what has ≥ 2 dimensions.
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": config.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps)
-
-
 @dataclass
 class TrainResult:
     step: int
@@ -129,64 +74,6 @@ class TrainResult:
     best_step: int | None = None      # step of best.pt (None: no best_metric or never evaluated)
     best_value: float | None = None
     trained_seconds: float = 0.0      # wall time in the loop, all runs of it, evaluations excluded
-
-
-# -- checkpoints: tensors and plain types only -------------------------------------------------
-
-_PLAIN = (str, int, float, bool, type(None), torch.Tensor, torch.Size, torch.dtype, torch.device)
-
-
-def _check_plain(obj: Any, where: str) -> None:
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            _check_plain(k, where)
-            _check_plain(v, f"{where}[{k!r}]")
-    elif isinstance(obj, list | tuple):
-        for i, v in enumerate(obj):
-            _check_plain(v, f"{where}[{i}]")
-    elif not isinstance(obj, _PLAIN):
-        raise TypeError(f"{where} is a {type(obj).__name__}: checkpoints hold only tensors and "
-                        "plain types (dict, list, tuple, str, int, float, bool, None)")
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)``; a file holding other objects (which unpickling
-    could execute) is refused with an InputError and never run."""
-    try:
-        return torch.load(path, weights_only=True)
-    except pickle.UnpicklingError as why:
-        found = re.search(r"GLOBAL (\S+)", str(why))
-        what = f" (found {found.group(1)})" if found else ""
-        raise InputError(f"{path}: refused to load: it holds objects other than tensors and plain "
-                         f"types{what}, which could execute code; nothing was executed") from None
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)  # numpy's global RNG is not used anywhere: code passes Generators
-    torch.manual_seed(seed)
-
-
-def _rng_state() -> dict[str, Any]:
-    version, internal, gauss = random.getstate()
-    return {"python_version": version, "python": torch.tensor(internal, dtype=torch.int64),
-            "python_gauss": gauss, "torch": torch.get_rng_state()}
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    python = state["python"]
-    if isinstance(python, torch.Tensor):
-        python = (state["python_version"], tuple(int(x) for x in python.tolist()),
-                  state["python_gauss"])
-    else:  # checkpoints before 2025-06 stored random.getstate() as is
-        python = (python[0], tuple(python[1]), python[2])
-    random.setstate(python)
-    torch.set_rng_state(state["torch"])
-
-
-def _save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def load_best(model: nn.Module, out_dir: str | Path) -> int | None:
@@ -326,7 +213,7 @@ def train(
     ckpt_path, best_path = out_dir / "checkpoint.pt", out_dir / "best.pt"
     metrics_path = out_dir / "metrics.jsonl"
     if extra_state:
-        _check_plain(extra_state, "extra_state")
+        check_plain(extra_state, "extra_state")
     optimizer = make_optimizer(model, config)
     ema = _Ema(model, config.ema_decay) if config.ema_decay else None
     step, skipped_total, consumed, trained_s = 0, 0, 0, 0.0
@@ -353,7 +240,7 @@ def train(
         eval_pending = ckpt.get("eval_pending", False)
         next_point = ckpt.get("next_eval_point", 1)
         step_seconds.extend(ckpt.get("step_seconds", []))
-        _set_rng_state(ckpt["rng"])
+        set_rng_state(ckpt["rng"])
         for name in ("train.jsonl", "metrics.jsonl"):  # drop rows logged after the checkpoint
             _truncate_after(out_dir / name, step)
         if best_path.exists():  # written after the checkpoint it belongs to: it is the newer
@@ -363,7 +250,7 @@ def train(
     else:
         for name in ("train.jsonl", "metrics.jsonl", "best.pt"):
             (out_dir / name).unlink(missing_ok=True)
-        _seed_everything(config.seed)
+        seed_everything(config.seed)
         (out_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=1))
 
     clock = _Clock(trained_s)
@@ -375,9 +262,9 @@ def train(
         return max(done, clock.trained() / time_limit_s)
 
     def save(pending: bool = False) -> None:
-        _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                       "ema": None if ema is None else ema.shadow, "step": step,
-                      "skipped": skipped_total, "consumed": consumed, "rng": _rng_state(),
+                      "skipped": skipped_total, "consumed": consumed, "rng": rng_state(),
                       "trained_seconds": clock.trained(), "warmup_fraction": warmup_fraction,
                       "best_step": best_step, "best_value": best_value,
                       "eval_pending": pending, "next_eval_point": next_point,
@@ -404,7 +291,7 @@ def train(
         if value is not None and math.isfinite(value) and (best_value is None
                                                            or value < best_value):
             best_step, best_value = step, float(value)
-            _save_atomic({"model": model.state_dict(), "step": step,
+            save_atomic({"model": model.state_dict(), "step": step,
                           "metric": config.best_metric, "value": best_value}, best_path)
         model.train()
         if live is not None:
