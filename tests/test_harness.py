@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 
 from qptbench.cli import app
 from qptbench.ledger import read_ledger
+from qptbench.report.checks import check_run
 from qptbench.report.rundir import OUTPUT_FILES, SECONDS_PER_HOUR, load_run
-from qptbench.report.tables import TENSORS_H, TRAIN_H, check_run, cost_table, split
+from qptbench.report.tables import TENSORS_H, TRAIN_H, cost_table, split
 
 METHODS = ("qpt", "qhnet")
 CONTROLS = ("zero", "scf-diis", "label")

@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from qptbench.cli import app
 from qptbench.evaluation.stats import summarize
-from qptbench.report import paper_rows, tables
+from qptbench.report import checks, paper_rows, tables
 from qptbench.report.outputs import write_run_outputs
 from qptbench.report.rundir import OUTPUT_FILES, PLOTS_DIR, TABLES_DIR, load_run
 
@@ -273,7 +273,7 @@ def test_paper_rows_apart_and_units(built, built_tables, name):
         assert len(sources) > n_measured  # the paper reports water in these tables
     if "molecule" in frame:
         assert set(frame["molecule"]) == {"water"}  # only the measured molecule's paper rows
-    assert tables._check_frame(name, frame, str(run_dir)) == []
+    assert checks._check_frame(name, frame, str(run_dir)) == []
     alone = built_tables[False][name]
     assert list(alone["source"]) == sources[:n_measured]  # paper=False: the measured rows only
 
@@ -326,63 +326,63 @@ def test_only_qpt_run(ethanol_qpt, tmp_path):
     assert {p.relative_to(run_dir).as_posix() for p in written} == {
         f for f in OUTPUT_FILES if f.startswith((f"{TABLES_DIR}/", f"{PLOTS_DIR}/"))}
     assert all(f"| {name} " in text for name in ("QPT", *CONTROLS))
-    assert tables.check_run(run_dir) == []
+    assert checks.check_run(run_dir) == []
 
 
 # -- check_run ---------------------------------------------------------------------------------
 
 def test_check_run_clean_then_broken(written, tmp_path):
     run_dir = Path(shutil.copytree(written, tmp_path / "run"))
-    assert tables.check_run(run_dir) == []
+    assert checks.check_run(run_dir) == []
 
     svg = run_dir / "plots" / "training_curves.svg"
     content = svg.read_bytes()
     svg.unlink()
-    assert tables.check_run(run_dir) == ["plots/training_curves.svg is missing or empty"]
+    assert checks.check_run(run_dir) == ["plots/training_curves.svg is missing or empty"]
     svg.write_bytes(content)
 
     ledger = run_dir / "ledger.jsonl"
     good = ledger.read_text()
     ledger.write_text(good + json.dumps({"phase": "train", "wall_seconds": 5.0,
                                          "method": "schnorb", "step": 1}) + "\n")
-    assert any("schnorb" in p for p in tables.check_run(run_dir, outputs=False))
+    assert any("schnorb" in p for p in checks.check_run(run_dir, outputs=False))
     ledger.write_text(good + json.dumps({"phase": "nap", "wall_seconds": 5.0,
                                          "method": "qpt"}) + "\n")
-    assert any("unknown phase" in p for p in tables.check_run(run_dir, outputs=False))
+    assert any("unknown phase" in p for p in checks.check_run(run_dir, outputs=False))
     ledger.write_text(good + json.dumps({"phase": "eval", "wall_seconds": -1.0,
                                          "method": "qpt"}) + "\n")
-    assert any("bad wall_seconds" in p for p in tables.check_run(run_dir, outputs=False))
+    assert any("bad wall_seconds" in p for p in checks.check_run(run_dir, outputs=False))
     ledger.write_text(good + json.dumps({"phase": "eval", "wall_seconds": math.inf,
                                          "method": "qpt", "seed": 0}) + "\n")
-    assert any("bad wall_seconds" in p for p in tables.check_run(run_dir, outputs=False))
+    assert any("bad wall_seconds" in p for p in checks.check_run(run_dir, outputs=False))
 
     # CSVs that no longer match the ledger (written before a resumed segment of seed 1)
     ledger.write_text(good + json.dumps({"phase": "train", "wall_seconds": 360.0,
                                          "method": "qpt", "seed": 1, "step": 40}) + "\n")
-    problems = tables.check_run(run_dir)
+    problems = checks.check_run(run_dir)
     assert any("table1_cost.csv" in p and "differs from the ledger" in p for p in problems)
     assert any(p.startswith("results.csv: qpt seed 1 wall_hours differ") for p in problems)
     assert not any("qpt seed 0" in p or "qhnet" in p for p in problems)
-    assert tables.check_run(run_dir, outputs=False) == []  # the ledger itself is consistent
+    assert checks.check_run(run_dir, outputs=False) == []  # the ledger itself is consistent
     ledger.write_text(good)
 
     results = pd.read_csv(run_dir / "results.csv")
     keep = results.copy()
     results[~((results["method"] == "qhnet") & (results["seed"] == 1))].to_csv(
         run_dir / "results.csv", index=False)
-    assert tables.check_run(run_dir) == ["results.csv: no row for qhnet seed 1"]
+    assert checks.check_run(run_dir) == ["results.csv: no row for qhnet seed 1"]
     keep.to_csv(run_dir / "results.csv", index=False)
 
     # every seed's folder is checked, not only the first one's
     (run_dir / "qhnet" / "seed1" / "metrics.jsonl").write_text("")
-    assert "qhnet/seed1: no evaluation in metrics.jsonl" in tables.check_run(run_dir,
+    assert "qhnet/seed1: no evaluation in metrics.jsonl" in checks.check_run(run_dir,
                                                                             outputs=False)
     (run_dir / "qpt" / "seed1" / "scores.csv").unlink()
-    assert "qpt/seed1/scores.csv is missing" in tables.check_run(run_dir, outputs=False)
+    assert "qpt/seed1/scores.csv is missing" in checks.check_run(run_dir, outputs=False)
     shutil.rmtree(run_dir / "qhnet" / "seed1")
-    assert "qhnet/seed1/model.json is missing" in tables.check_run(run_dir, outputs=False)
+    assert "qhnet/seed1/model.json is missing" in checks.check_run(run_dir, outputs=False)
     (run_dir / "run.json").unlink()
-    assert tables.check_run(run_dir)[0].startswith("cannot read")
+    assert checks.check_run(run_dir)[0].startswith("cannot read")
 
 
 def test_check_run_flags_curves_without_k(run_dir):
@@ -391,19 +391,19 @@ def test_check_run_flags_curves_without_k(run_dir):
     old = [{k.removesuffix("_k1"): v for k, v in r.items() if not k.endswith(("_k0", "_k3"))}
            for r in rows]  # the old layout's keys
     path.write_text("".join(json.dumps(r) + "\n" for r in old))
-    problems = tables.check_run(run_dir, outputs=False)
+    problems = checks.check_run(run_dir, outputs=False)
     assert len(problems) == 1 and problems[0].startswith("qpt/seed0: final metrics lack")
 
 
 def test_check_frame_flags_missing_units_and_mixing(built, built_tables):
     run_dir, frame = built, built_tables[True]["table1_cost"]
-    assert tables._check_frame("t", frame.rename(columns={tables.TOTAL_H: "total"}),
+    assert checks._check_frame("t", frame.rename(columns={tables.TOTAL_H: "total"}),
                                str(run_dir)) == ["t: column 'total' has no unit in parentheses"]
     mixed = pd.concat([frame.iloc[[-1]], frame.iloc[:-1]], ignore_index=True)
-    assert "t: paper rows are mixed among measured rows" in tables._check_frame(
+    assert "t: paper rows are mixed among measured rows" in checks._check_frame(
         "t", mixed, str(run_dir))
     assert any("not the run directory" in p
-               for p in tables._check_frame("t", frame, "/elsewhere"))
+               for p in checks._check_frame("t", frame, "/elsewhere"))
 
 
 # -- the command -------------------------------------------------------------------------------

@@ -63,8 +63,10 @@ def tables_command(
             for path in make_plots(run, target):
                 typer.echo(f"wrote {path}")
     if check:
+        from qptbench.report.checks import check_run
+
         problems = [f"{p}: {msg}" for p in run_dirs
-                    for msg in tables.check_run(p, outputs=False)]
+                    for msg in check_run(p, outputs=False)]
         for msg in problems:
             typer.echo(f"problem: {msg}", err=True)
         if problems:

@@ -2,7 +2,7 @@
 printed at its end.
 
 ``qptbench run`` calls :func:`write_run_outputs`, then prints :func:`summary_text`;
-``tables.check_run`` then finds the files at ``rundir.OUTPUT_FILES``.
+``checks.check_run`` then finds the files at ``rundir.OUTPUT_FILES``.
 """
 
 from __future__ import annotations
