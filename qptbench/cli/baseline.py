@@ -1,5 +1,5 @@
 """``qptbench train-baseline``: the supervised QHNet-style baseline on labels from the store
-(registered on cli.app)."""
+(registered by cli/main.py)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from qptbench.cli.common import friendly
 from qptbench.dft.geometry import builtin_names
 
 data_app = typer.Typer(help="Inspect dataset files: splits, labels, cost.", no_args_is_help=True,
-                       rich_markup_mode=None)  # plain help, as the main app (qptbench.cli.app)
+                       rich_markup_mode=None)  # plain help, as the main app (qptbench.cli.main)
 MOLECULES = ", ".join(builtin_names())
 
 
@@ -226,7 +226,7 @@ def info(
 
 
 def register(app: typer.Typer) -> None:
-    """Add the data commands to the main app (called from qptbench.cli.app)."""
+    """Add the data commands to the main app (called from qptbench.cli.main)."""
     app.command("sample")(friendly(sample))
     app.command("label")(friendly(label))
     data_app.command("info")(friendly(info))

@@ -1,4 +1,4 @@
-"""``qptbench train-qpt``: QPT trained with the implicit DFT loss (registered on cli.app)."""
+"""``qptbench train-qpt``: QPT trained with the implicit DFT loss (registered by cli/main.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``qptbench run``: the whole comparison on one molecule (registered on cli.app)."""
+"""``qptbench run``: the whole comparison on one molecule (registered by cli/main.py)."""
 
 from __future__ import annotations
 

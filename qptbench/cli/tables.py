@@ -1,5 +1,5 @@
 """``qptbench tables``: the paper's three tables (and optionally figures) from run directories
-(registered on cli.app)."""
+(registered by cli/main.py)."""
 
 from __future__ import annotations
 
