@@ -56,7 +56,7 @@ class HarnessConfig:
     n_val: int = 2               # held-out conformations (PySCF references)
     md_interval: int = 50        # MD steps between kept frames (0.5 fs steps)
     md_equilibration: int = 1000
-    qpt_preset: str = "smoke"    # train_qpt preset
+    qpt_preset: str = "smoke"    # training/qpt.py preset
     qpt_steps: int | None = None
     qhnet_preset: str = "tiny"
     qhnet_steps: int = 30

@@ -63,7 +63,7 @@ def window_position(consumed: int, window: int) -> tuple[int, int]:
 
 
 class WindowedStream:
-    """Callable ``(consumed) -> iterator`` for ``train.train``: endless prepared samples.
+    """Callable ``(consumed) -> iterator`` for ``training.loop.train``: endless prepared samples.
 
     Closing the iterator shuts its DataLoader workers down and joins them.
     """
