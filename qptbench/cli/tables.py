@@ -32,7 +32,7 @@ def tables_command(
                                help="Check each run directory's consistency (files, ledger "
                                "sums, units); exit 1 on any problem.  [default: off]"),
 ) -> None:
-    """Print Tables 1-4 (cost, accuracy, inference, protocol) of runs.
+    """Print Tables 1-4 (cost, accuracy, inference, protocol).
 
     Table 1: data creation + tensor preparation + training hours per method and seed, from the
     ledger.  Table 2: every method and control scored by the one evaluator, per k (DFT
