@@ -28,12 +28,12 @@ def test_readme_quotes_the_committed_small_run_verbatim():
     """README's comparison is generated: the summary and Table 4 of the committed run folder,
     word for word (rebuild them with `qptbench publish`, see README)."""
     readme = (ROOT / "README.md").read_text()
-    for rel in ("summary.txt", "tables/table4_protocol.md"):
-        text = (RESULTS / rel).read_text().strip()
-        assert text in readme, f"README does not quote {RESULTS.name}/{rel} verbatim"
+    for path in (RESULTS / "summary.txt", ROOT / "results/water-small/tables/table4_protocol.md"):
+        text = path.read_text().strip()
+        assert text in readme, f"README does not quote {path.relative_to(ROOT)} verbatim"
 
 
 def test_committed_results_are_a_consistent_run_directory():
-    from qptbench.tables import check_run
+    from qptbench.report.checks import check_run
 
     assert check_run(RESULTS) == []
