@@ -105,8 +105,8 @@ class Evaluator:
         return [r.molecule for r in self.refs]
 
     def _tensor(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(x, dtype=np.float64) if not isinstance(
-            x, torch.Tensor) else x.detach(), dtype=torch.float64, device=self.device)
+        x = x.detach() if isinstance(x, torch.Tensor) else x
+        return torch.as_tensor(x, dtype=torch.float64, device=self.device)
 
     # -- routes --------------------------------------------------------------------------------
 
@@ -200,7 +200,8 @@ class Evaluator:
         return out
 
     def _scf(self, i: int, state: State, k: int) -> dict[str, float]:
-        from qptbench.dft.density import aufbau_density
+        """PySCF from the density of H_k (not from the tensors: with a lean cache they would be
+        built again just for this)."""
         from qptbench.evaluation.scf_speedup import SCFTimer
 
         if self._timers is None:
@@ -208,10 +209,7 @@ class Evaluator:
         if self._timers[i] is None:
             self._timers[i] = SCFTimer(self.refs[i].molecule, self.level)
         timer = self._timers[i]
-        t = self.tensors[i]
-        with torch.no_grad():
-            dm0 = aufbau_density(state.fock, t.l_inv, t.n_occ).cpu().numpy()
-        run, minao = timer.run(dm0), timer.minao()
+        run, minao = timer.run_from_fock(state.fock.cpu().numpy()), timer.minao()
         return {"scf_cycles": run.cycles, "scf_effective_cycles": run.cycles + k,
                 "scf_cycles_minao": minao.cycles, "scf_seconds": run.seconds,
                 "scf_seconds_minao": minao.seconds,

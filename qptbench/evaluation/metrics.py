@@ -45,10 +45,3 @@ def hamiltonian_metrics(h_pred, h_ref, overlap, n_occ: int) -> dict[str, float]:
         "delta_eps_occ_uha": float(d_eps[:n_occ].mean() * HARTREE_TO_UHA),
         "psi_cos_occ": float(np.abs(overlap_occ).mean()),
     }
-
-
-def mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:
-    """Average each metric over validation molecules (keys of the first row)."""
-    if not rows:
-        return {}
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}

@@ -9,7 +9,6 @@ relative iteration count, so a hybrid route gets no credit for iterations it did
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,11 +48,14 @@ class SCFTimer:
         return SCFRun(int(getattr(self.mf, "cycles", -1)), time.perf_counter() - tic,
                       bool(self.mf.converged))
 
+    def run_from_fock(self, fock: np.ndarray) -> SCFRun:
+        """Start from the aufbau density of a Hamiltonian (PySCF's own eig and occupations,
+        with the molecule's overlap), so the caller needs no tensors of its own."""
+        mo_energy, mo_coeff = self.mf.eig(fock, self.mf.get_ovlp())
+        return self.run(self.mf.make_rdm1(mo_coeff, self.mf.get_occ(mo_energy, mo_coeff)))
+
     def minao(self) -> SCFRun:
         if self._minao is None:
             self._minao = self.run(None)
         return self._minao
 
-
-def timers(molecules: Sequence[Molecule], level: LevelOfTheory) -> list[SCFTimer]:
-    return [SCFTimer(m, level) for m in molecules]
