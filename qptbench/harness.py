@@ -38,6 +38,7 @@ from qptbench.evaluation.results import (
     SCORE_COLUMNS,
     aggregate,
     read_csv,
+    typed_score,
     write_csv,
 )
 from qptbench.ledger import Ledger, environment, read_ledger
@@ -277,17 +278,12 @@ def write_results(out: Path) -> Path:
     from qptbench.report.rundir import load_run
 
     run = load_run(out)
-    rows = []
+    raw = []
     for path in [*sorted(out.glob(f"*/seed*/{SCORES}")), out / "controls" / SCORES]:
         if path.exists():
-            rows += read_csv(path)
-    write_csv(out / SCORES, rows, SCORE_COLUMNS)
-    for r in rows:
-        r["seed"] = "" if r["seed"] == "" else int(r["seed"])
-        r["fixes_h"] = r["fixes_h"] in (True, "True")
-        for k in SCORE_COLUMNS[5:]:
-            if k != "fixes_h":
-                r[k] = float(r[k]) if r[k] != "" else float("nan")
+            raw += read_csv(path)
+    write_csv(out / SCORES, raw, SCORE_COLUMNS)  # as each part wrote it
+    rows = [typed_score(r) for r in raw]
     costs = {}
     for name in run.info.get("methods", []):
         for seed in run.info.get("seeds", [0]):

@@ -100,3 +100,34 @@ def _cell(x: Any) -> Any:
 def read_csv(path: str | Path) -> list[dict[str, Any]]:
     with open(path, newline="") as f:
         return [dict(r) for r in csv.DictReader(f)]
+
+
+_INT_SCORE_COLUMNS = ("dft_iterations", "molecule", "dataset_index")
+
+
+def typed_score(row: dict[str, str]) -> dict[str, Any]:
+    """One scores.csv row with its types back: seed int ("" for controls), k, molecule and
+    dataset index int, fixes_h bool, every other column a float (NaN where empty)."""
+    r: dict[str, Any] = dict(row)
+    r["seed"] = "" if r["seed"] == "" else int(r["seed"])
+    r["fixes_h"] = r["fixes_h"] in (True, "True")
+    for k in SCORE_COLUMNS:
+        if k in _INT_SCORE_COLUMNS:
+            r[k] = int(r[k])
+        elif k not in ("method", "seed", "fixes_h"):
+            r[k] = float(r[k]) if r[k] != "" else float("nan")
+    return r
+
+
+def read_scores(path: str | Path) -> list[dict[str, Any]]:
+    return [typed_score(r) for r in read_csv(path)]
+
+
+def score_stats(rows: Sequence[dict[str, Any]], method: str, k: int, key: str
+                ) -> dict[str, float]:
+    """``stats.summarize`` of one metric of one method at one k, grouped by seed (typed rows)."""
+    groups: dict[Any, list[float]] = {}
+    for r in rows:
+        if r["method"] == method and int(r["dft_iterations"]) == k:
+            groups.setdefault(r["seed"], []).append(float(r[key]))
+    return summarize(groups)

@@ -66,17 +66,15 @@ class QPTMethod:
     def _predictor(self, ctx: MethodContext, cfg):
         """QPT's inputs for the held-out molecules, prepared once per run (not per seed or
         head: they do not depend on the weights); booked as evaluation."""
+        from qptbench.methods.qpt import held_out_inputs
         from qptbench.models.qpt_inputs import Vocabulary
         from qptbench.training import qpt as tq
 
         key = ("qpt-inputs", cfg.basis, cfg.xc, cfg.grid_level)
         if key not in ctx.cache:
             preparer = tq.Preparer(Vocabulary.from_basis(cfg.basis), cfg.level())
-            with ctx.ledger.phase("tensors", what="validation samples (QPT inputs)",
-                                  n=len(ctx.evaluator)):
-                ctx.cache[key] = tq.Predictor(ctx.evaluator.molecules(), preparer, ctx.device,
-                                              keep=ctx.evaluator.tensors.keep,
-                                              progress=ctx.progress)
+            ctx.cache[key] = held_out_inputs(ctx.evaluator, preparer, ctx.device, ctx.ledger,
+                                             ctx.progress)
         return ctx.cache[key]
 
     def train(self, ctx: MethodContext, budget_s: float | None) -> None:

@@ -56,6 +56,15 @@ def make_references(cfg: QPTRunConfig, out_dir: Path, ledger: Ledger) -> list[Re
     return refs
 
 
+def held_out_inputs(evaluator: Evaluator, preparer: Preparer, device: torch.device,
+                    ledger: Ledger, progress: bool = False) -> Predictor:
+    """QPT's inputs for the evaluator's molecules (they do not depend on the weights, so one set
+    serves every seed and head of a run); booked as evaluation."""
+    with ledger.phase("tensors", what="validation samples (QPT inputs)", n=len(evaluator)):
+        return Predictor(evaluator.molecules(), preparer, device, keep=evaluator.tensors.keep,
+                         progress=progress)
+
+
 def curve_evaluator(evaluator: Evaluator, predictor: Predictor) -> Callable[[QPT, int], dict]:
     """``evaluate(model, step)`` for the training loop: the shared evaluator's curve point."""
 
@@ -95,9 +104,7 @@ def run(cfg: QPTRunConfig, out_dir: str | Path, device: torch.device, resume: bo
         with ledger.phase("tensors", what="validation tensors (evaluator)", n=len(refs)):
             evaluator = Evaluator(refs, cfg.level(), device)
     if predictor is None:
-        with ledger.phase("tensors", what="validation samples (QPT inputs)", n=len(evaluator)):
-            predictor = Predictor(evaluator.molecules(), preparer, device,
-                                  keep=evaluator.tensors.keep, progress=progress)
+        predictor = held_out_inputs(evaluator, preparer, device, ledger, progress)
     stream = WindowedStream(make_source(cfg, stream=0), preparer, cfg.window, cfg.workers)
     loss = ImplicitDFTLoss(device, cfg.mix_at, cfg.steps, cfg.explode_ha)
     result = train(model, loss, stream, cfg.train_config(), out, resume=resume,

@@ -88,31 +88,18 @@ def _clip(line: str) -> str:
     return line if len(line) <= SUMMARY_WIDTH else line[: SUMMARY_WIDTH - 1] + "…"
 
 
-def _scores(run) -> list[dict[str, str]]:
-    with open(run.path / "scores.csv", newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _stats(rows: list[dict[str, str]], method: str, k: int, key: str) -> dict[str, float]:
-    from qptbench.evaluation.stats import summarize
-
-    groups: dict[str, list[float]] = {}
-    for r in rows:
-        if r["method"] == method and int(r["dft_iterations"]) == k:
-            groups.setdefault(r["seed"], []).append(_number(r[key]))
-    return summarize(groups)
-
-
 def verdict_lines(run) -> list[str]:
     """Which route wins, per k, on ΔE and ΔH: "lower" only when the two 95 % bootstrap
     intervals (over molecules and seeds) do not overlap; and whether the wall-clock was equal."""
     if not {"qpt", "qhnet"} <= set(run.methods) or not (run.path / "scores.csv").exists():
         return []
-    rows, lines = _scores(run), []
+    from qptbench.evaluation.results import read_scores, score_stats
+
+    rows, lines = read_scores(run.path / "scores.csv"), []
     for k in (0, 1, 3):
         parts = []
         for key, label, unit in (("delta_e_mev", "ΔE", "meV"), ("delta_h_uha", "ΔH", "µHa")):
-            a, b = _stats(rows, "qpt", k, key), _stats(rows, "qhnet", k, key)
+            a, b = score_stats(rows, "qpt", k, key), score_stats(rows, "qhnet", k, key)
             if not (math.isfinite(a["mean"]) and math.isfinite(b["mean"])):
                 parts.append(f"{label} n/a for QPT")
                 continue

@@ -128,7 +128,12 @@ def cost_table(run_dirs: Sequence[str | Path | RunDir], paper: bool = True) -> p
     return _join(rows, block)
 
 
-def _interval(stats: dict[str, float]) -> str | None:
+def _interval(part: pd.DataFrame, key: str) -> str | None:
+    """"mean [95 % interval]" of one metric over a block of scores.csv (one method, one k),
+    bootstrapped over seeds (controls have none) and molecules; None when n/a."""
+    from qptbench.evaluation.stats import summarize
+
+    stats = summarize({s: g[key].to_numpy() for s, g in part.groupby(part["seed"].fillna(-1))})
     if not math.isfinite(stats["mean"]):
         return None
     return f"{stats['mean']:.3g} [{stats['ci_low']:.3g}, {stats['ci_high']:.3g}]"
@@ -138,8 +143,6 @@ def accuracy_table(run_dirs: Sequence[str | Path | RunDir], paper: bool = True) 
     """Table 2 form: every method and control scored by the one evaluator, one row per method
     and k (DFT iterations after the network).  Cells are "mean [95 % bootstrap interval]" over
     molecules and seeds (``scores.csv``); "–" where a metric is n/a (energy-trained H at k = 0)."""
-    from qptbench.evaluation.stats import summarize
-
     runs, rows = _runs(run_dirs), []
     for run in runs:
         path = run.path / "scores.csv"
@@ -152,12 +155,10 @@ def accuracy_table(run_dirs: Sequence[str | Path | RunDir], paper: bool = True) 
         for method in order:
             for k in sorted(scores.loc[scores["method"] == method, "dft_iterations"].unique()):
                 part = scores[(scores["method"] == method) & (scores["dft_iterations"] == k)]
-                by_seed = {seed: g for seed, g in part.groupby(part["seed"].fillna(-1))}
                 row: dict[str, Any] = {"source": str(run.path), "molecule": run.molecule,
                                        "method": display_name(method), K_COLUMN: int(k)}
                 for key, name in METRIC_COLUMNS.items():
-                    row[name] = _interval(summarize({s: g[key].to_numpy()
-                                                     for s, g in by_seed.items()}))
+                    row[name] = _interval(part, key)
                 row[FLOOR] = float(part["floor_mev"].mean())
                 scf = part.dropna(subset=["scf_effective_cycles"])
                 row[SCF_RATIO] = (float(scf["scf_effective_cycles"].mean()
@@ -166,7 +167,8 @@ def accuracy_table(run_dirs: Sequence[str | Path | RunDir], paper: bool = True) 
                     own = results[(results["method"] == method)
                                   & (results["dft_iterations"] == k)]["wall_hours"]
                     row[ROUTE_H] = float(own.mean()) if own.notna().any() else None
-                row["seeds (count)"] = len(by_seed) if method in run.methods else 0
+                row["seeds (count)"] = (part["seed"].nunique() if method in run.methods
+                                        else 0)
                 row["molecules (count)"] = int(part["molecule"].nunique())
                 rows.append(row)
     block = None
@@ -193,8 +195,6 @@ def protocol_table(run_dirs: Sequence[str | Path | RunDir], paper: bool = False
     """The comparison at a glance: one row per method and control, the k of every number in its
     column header, cells "mean [95 % bootstrap interval]" over molecules and seeds, and each
     route's wall-clock hours (data creation + tensor preparation + training, mean over seeds)."""
-    from qptbench.evaluation.stats import summarize
-
     rows = []
     for run in _runs(run_dirs):
         if not (run.path / "scores.csv").exists():
@@ -210,10 +210,8 @@ def protocol_table(run_dirs: Sequence[str | Path | RunDir], paper: bool = False
             row[ROUTE_H] = sum(hours) / len(hours) if hours else None
             for key, label, unit, ks in BY_K:
                 for k in ks:
-                    part = mine[mine["dft_iterations"] == k]
-                    by_seed = {s: g[key].to_numpy() for s, g in part.groupby(
-                        part["seed"].fillna(-1))}
-                    row[f"{label} k={k} ({unit})"] = _interval(summarize(by_seed))
+                    row[f"{label} k={k} ({unit})"] = _interval(
+                        mine[mine["dft_iterations"] == k], key)
             scf = mine[mine["dft_iterations"] == 1].dropna(subset=["scf_effective_cycles"])
             row["SCF cycles k=1 vs minao (ratio)"] = (
                 float(scf["scf_effective_cycles"].mean() / scf["scf_cycles_minao"].mean())
