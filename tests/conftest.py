@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import functools
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from synthetic_run import make_run_dir
 
 from qptbench.dft.geometry import Molecule
 from qptbench.dft.level import LevelOfTheory
@@ -35,3 +38,37 @@ def random_symmetric(n: int, seed: int, scale: float = 1.0) -> torch.Tensor:
 @pytest.fixture
 def water():
     return cached_tensors("water")
+
+
+# A synthetic run directory (tests/synthetic_run.py) for the report tests: built (and its tables
+# made) once per module; tests that change files work on a copy.
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return make_run_dir(tmp_path_factory.mktemp("built") / "run")
+
+
+@pytest.fixture(scope="module")
+def built_tables(built):
+    make = _tables().make_tables
+    return {True: make([built]), False: make([built], paper=False)}
+
+
+@pytest.fixture(scope="module")
+def written(built, tmp_path_factory):
+    """The synthetic run with its tables and plots written, as `qptbench run` leaves it."""
+    path = Path(shutil.copytree(built, tmp_path_factory.mktemp("written") / "run"))
+    from qptbench.report.outputs import write_run_outputs
+
+    write_run_outputs(path)
+    return path
+
+
+@pytest.fixture
+def run_dir(built, tmp_path):
+    return Path(shutil.copytree(built, tmp_path / "run_a"))
+
+
+def _tables():
+    from qptbench.report import tables  # pandas: only for the tests that use these fixtures
+
+    return tables
