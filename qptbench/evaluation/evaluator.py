@@ -95,6 +95,7 @@ class Evaluator:
                                    cache_bytes)
         self.scf_molecules = min(int(scf_molecules), len(self.refs))
         self._timers: list | None = None
+        self._control_curves: dict[str, dict[str, float]] = {}
         self.floor_mev = [abs(iterate(t, self._tensor(r.fock), k_max=0)[0].energy - r.energy)
                           * HARTREE_TO_MEV for t, r in zip(self.tensors, self.refs, strict=True)]
 
@@ -186,6 +187,13 @@ class Evaluator:
                     fixes_h: bool = True) -> dict[str, float]:
         """Means over molecules per k, keys ``{metric}_k{k}``: one point of a training curve."""
         return self.curve_routes(self.routes(predictions), fixes_h)
+
+    def control_curve(self, name: str) -> dict[str, float]:
+        """``curve_point`` of a control; computed once (controls do not depend on any model,
+        so every seed and head of a run reads the same numbers)."""
+        if name not in self._control_curves:
+            self._control_curves[name] = self.curve_routes(self.control_routes(name))
+        return self._control_curves[name]
 
     def curve_routes(self, routes: Sequence[dict[int, State]], fixes_h: bool = True
                      ) -> dict[str, float]:

@@ -116,7 +116,7 @@ def run(cfg: QPTRunConfig, out_dir: str | Path, device: torch.device, resume: bo
         [r.seconds for r in evaluator.refs]), indent=1))
     final = result.evaluations[-1] if result.evaluations else {}
     with ledger.phase("eval", what="zero model (control)", n=len(evaluator)):
-        zero = evaluator.curve_routes(evaluator.control_routes("zero"))
+        zero = evaluator.control_curve("zero")
     summary = {**{f"zero_{k}": v for k, v in zero.items() if k != "n_val"},
                "step": result.step, "skipped": result.skipped,
                "parameters": count_parameters(model),
