@@ -15,18 +15,9 @@ import numpy as np
 import torch
 
 from qptbench.dft.units import HARTREE_TO_UHA
+from qptbench.training.signals import hamiltonian_loss
 
 from .qhnet_data import Batch, LabelledSet
-
-
-def hamiltonian_loss(h_pred: torch.Tensor, h_ref: torch.Tensor
-                     ) -> tuple[torch.Tensor, dict[str, float]]:
-    """MAE + MSE over every entry (Ha and Ha²); logs MAE and RMSE in µHa."""
-    diff = h_pred - h_ref
-    mae, mse = diff.abs().mean(), diff.square().mean()
-    logs = {"mae_uha": float(mae.detach()) * HARTREE_TO_UHA,
-            "rmse_uha": float(mse.detach().sqrt()) * HARTREE_TO_UHA}
-    return mae + mse, logs
 
 
 def make_loss_fn(numbers: np.ndarray) -> Callable[[torch.nn.Module, Batch],

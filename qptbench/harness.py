@@ -42,7 +42,15 @@ from qptbench.evaluation.results import (
     write_csv,
 )
 from qptbench.ledger import Ledger, environment, read_ledger
-from qptbench.methods import DEFAULT_METHODS, METHODS, MethodContext, make_method
+from qptbench.methods import (
+    ALIASES,
+    DEFAULT_METHODS,
+    METHODS,
+    MethodContext,
+    canonical,
+    folder,
+    make_method,
+)
 
 SCORES, RESULTS = "scores.csv", "results.csv"
 
@@ -100,11 +108,13 @@ def make_config(preset: str, **overrides: Any) -> HarnessConfig:
     values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
     if preset == "paper" and values.get("molecule", "water") == "water" and "n_train" not in given:
         values["n_train"] = 500  # MD17 convention: 500 water, 25k for the others
+    if values.get("methods") is not None:
+        values["methods"] = tuple(dict.fromkeys(canonical(m) for m in values["methods"]))
     cfg = replace(HarnessConfig(preset=preset), **values)
     unknown = sorted(set(cfg.methods) - set(METHODS))
     if unknown or not cfg.methods:
         raise InputError(f"unknown method(s) {', '.join(unknown) or '(none)'}; choose from "
-                         f"{', '.join(METHODS)}")
+                         f"{', '.join(METHODS)} (or the aliases {', '.join(ALIASES)})")
     for name in ("seeds", "n_train", "n_val"):
         if getattr(cfg, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
@@ -150,24 +160,39 @@ def _label(cfg: HarnessConfig, path: Path, ledger: Ledger, progress: bool, say) 
     with Dataset.open(path) as ds:
         status = ds.status()
         n_train_todo = int((status[ds.split("train")] == NOT_ATTEMPTED).sum())
-    for name in cfg.methods:
-        if make_method(name).uses_labels and n_train_todo:
-            say(f"labelling {n_train_todo} training conformations with PySCF on "
-                f"{available_cores()} cores: {name}'s data creation")
-            with ledger.phase("label", method=name, what="training labels") as extra:
-                s = label_dataset(path, cfg.level(), workers=cfg.label_workers,
-                                  limit=n_train_todo, progress=progress,
-                                  desc="labels: training")
-                extra.update(n_labels=s.n_labels, n_failed=s.n_failed, workers=s.workers,
-                             threads_per_worker=s.threads_per_worker, cores=s.cores,
-                             scf_cpu_seconds=s.cpu_seconds, summary=s.line())
-            break  # one label set, charged to the first label route (one route uses labels)
+    label_routes = [name for name in cfg.methods if make_method(name).uses_labels]
+    _share_labels(ledger, label_routes)
+    if label_routes and n_train_todo:
+        say(f"labelling {n_train_todo} training conformations with PySCF on "
+            f"{available_cores()} cores: the data creation of {', '.join(label_routes)}")
+        # one label set serves every label route; each is charged all of it (report/rundir.py)
+        with ledger.phase("label", method=label_routes[0], charged_to=label_routes,
+                          what="training labels") as extra:
+            s = label_dataset(path, cfg.level(), workers=cfg.label_workers,
+                              limit=n_train_todo, progress=progress, desc="labels: training")
+            extra.update(n_labels=s.n_labels, n_failed=s.n_failed, workers=s.workers,
+                         threads_per_worker=s.threads_per_worker, cores=s.cores,
+                         scf_cpu_seconds=s.cpu_seconds, summary=s.line())
     say("labelling the held-out references with PySCF (evaluation cost, in no route's total)")
     with ledger.phase("reference", method="shared", what="validation labels") as extra:
         s = label_dataset(path, cfg.level(), workers=cfg.label_workers, progress=progress,
                           desc="labels: validation")
         extra.update(n_labels=s.n_labels, n_failed=s.n_failed, workers=s.workers,
                      threads_per_worker=s.threads_per_worker, cores=s.cores, summary=s.line())
+
+
+def _share_labels(ledger: Ledger, label_routes: list[str]) -> None:
+    """On ``--resume`` with a label route added after the labels were made: mark it as charged
+    those labels too (a ``label-share`` entry; ``report.rundir.charged``)."""
+    from qptbench.report.rundir import charged, label_sharers
+
+    entries = read_ledger(ledger.path) if ledger.path.exists() else []
+    made = [e for e in entries if e.get("phase") == "label"]
+    sharers = label_sharers(entries)
+    for name in label_routes:
+        if made and not any(charged(e, name, sharers) for e in made):
+            ledger.record("label-share", 0.0, 0.0, method=name,
+                          what="charged the run's training labels")
 
 
 def _evaluator(cfg: HarnessConfig, path: Path, ledger: Ledger, device: torch.device,
@@ -180,8 +205,14 @@ def _evaluator(cfg: HarnessConfig, path: Path, ledger: Ledger, device: torch.dev
 
 
 def _spent(out: Path, method: str, phase: str) -> float:
-    return sum(e["wall_seconds"] for e in read_ledger(out / "ledger.jsonl")
-               if e["phase"] == phase and e.get("method") == method)
+    """Wall seconds of a phase charged to a method (its own entries and the shared labels it
+    is charged, as ``report.rundir`` books them)."""
+    from qptbench.report.rundir import charged, label_sharers
+
+    entries = read_ledger(out / "ledger.jsonl")
+    sharers = label_sharers(entries)
+    return sum(e["wall_seconds"] for e in entries
+               if e["phase"] == phase and charged(e, method, sharers))
 
 
 def _check_resume(cfg: HarnessConfig, out: Path, resume: bool) -> None:
@@ -190,8 +221,9 @@ def _check_resume(cfg: HarnessConfig, out: Path, resume: bool) -> None:
         raise InputError(f"{out} is not empty; use --resume to continue it or choose another --out")
     if resume and run_json.exists():
         saved = json.loads(run_json.read_text())["config"]
-        saved = HarnessConfig(**{k: (tuple(v) if k == "methods" else v) for k, v in
-                                 saved.items() if k in HarnessConfig.__dataclass_fields__})
+        saved = HarnessConfig(**{k: (tuple(canonical(m) for m in v) if k == "methods" else v)
+                                 for k, v in saved.items()
+                                 if k in HarnessConfig.__dataclass_fields__})
         # a resume may add methods (scored on the same references), never drop or change any
         if replace(saved, methods=cfg.methods) != cfg or not set(saved.methods) <= set(
                 cfg.methods):
@@ -237,13 +269,13 @@ def _run_method(cfg: HarnessConfig, name: str, seed: int, out: Path, dataset: Pa
                 device: torch.device, evaluator: Evaluator, budget: float | None,
                 resume: bool, progress: bool, say, cache: dict) -> None:
     method = make_method(name)
-    folder = out / name / f"seed{seed}"
-    scores_path = folder / SCORES
+    where = out / folder(name) / f"seed{seed}"
+    scores_path = where / SCORES
     if resume and scores_path.exists():
         say(f"{name} seed {seed}: finished before, kept")
         return
     ledger = Ledger(out / "ledger.jsonl", str(device), method=name, seed=seed)
-    ctx = MethodContext(folder, dataset, cfg.molecule, seed, device, ledger, evaluator,
+    ctx = MethodContext(where, dataset, cfg.molecule, seed, device, ledger, evaluator,
                         asdict(cfg), resume=resume, progress=progress, cache=cache)
     remaining = budget
     if budget is not None and method.uses_labels:

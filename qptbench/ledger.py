@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-PHASES = ("sample", "label", "tensors", "train", "eval", "reference")
+PHASES = ("sample", "label", "tensors", "train", "eval", "reference", "label-share")
 
 
 def cpu_seconds() -> float:

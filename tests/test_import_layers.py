@@ -28,6 +28,7 @@ BASELINES = {"qptbench.baselines": "models", "qptbench.baselines.qhnet": "models
              "qptbench.baselines.qhnet_layers": "models",
              "qptbench.baselines.qhnet_expansion": "models",
              "qptbench.baselines.qhnet_orbitals": "models",
+             "qptbench.baselines.qhnet_init": "models",
              "qptbench.baselines.qhnet_data": "training",
              "qptbench.baselines.qhnet_train": "training",
              "qptbench.baselines.qhnet_run": "training"}

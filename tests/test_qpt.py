@@ -271,22 +271,23 @@ def _energies(path):
 def test_resume_reproduces_the_loss_curve(tmp_path, monkeypatch):
     from qptbench.methods.qpt import run as qpt_run
     from qptbench.training import qpt as tq
+    from qptbench.training.signals import SignalLoss
 
     cfg = tq.make_config("smoke", steps=16, checkpoint_every=4, n_val=1, window=2)
     cfg = tq.replace(cfg, eval_every=0)
     qpt_run(cfg, tmp_path / "straight", torch.device("cpu"), progress=False)
 
-    original = tq.ImplicitDFTLoss.__call__
+    original = SignalLoss.__call__
 
     def killed_at_step_10(self, model, item):
         if self.step == 10:
             raise KeyboardInterrupt
         return original(self, model, item)
 
-    monkeypatch.setattr(tq.ImplicitDFTLoss, "__call__", killed_at_step_10)
+    monkeypatch.setattr(SignalLoss, "__call__", killed_at_step_10)
     with pytest.raises(KeyboardInterrupt):
         qpt_run(cfg, tmp_path / "resumed", torch.device("cpu"), progress=False)
-    monkeypatch.setattr(tq.ImplicitDFTLoss, "__call__", original)
+    monkeypatch.setattr(SignalLoss, "__call__", original)
     qpt_run(cfg, tmp_path / "resumed", torch.device("cpu"), resume=True, progress=False)
     np.testing.assert_allclose(_energies(tmp_path / "resumed"), _energies(tmp_path / "straight"),
                                rtol=0, atol=1e-10)

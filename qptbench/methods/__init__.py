@@ -38,7 +38,7 @@ class MethodContext:
 
 
 class Method(Protocol):
-    name: str          # short id used in files and results.csv ("qpt", "qhnet")
+    name: str          # id used in results.csv: "architecture:signal" ("qpt:energy")
     title: str         # what tables print
     fixes_h: bool      # True when trained on labelled H (k = 0 Hamiltonian metrics are scored)
     uses_labels: bool  # True when its training labels are its data creation
@@ -49,7 +49,11 @@ class Method(Protocol):
 
 
 class QPTMethod:
-    name, title = "qpt", "QPT (implicit DFT loss, no labels)"
+    """A network trained on prepared molecules (``methods.qpt.run``): QPT, or H_init + QHNet,
+    with one training signal (``training.signals``).  ``qpt:energy`` is the paper's QPT."""
+
+    name, title = "qpt:energy", "QPT (implicit DFT loss, no labels)"
+    arch, signal = "qpt", "energy"
     fixes_h, uses_labels = False, False
     head = "psd"  # the paper's output head A = QQᵀ/√d (models/qpt.py)
 
@@ -57,15 +61,23 @@ class QPTMethod:
         from qptbench.training import qpt as tq
 
         s = ctx.settings
+        qhnet = self.arch == "qhnet"
         return tq.make_config(s["qpt_preset"], molecule=ctx.molecule, steps=s["qpt_steps"],
-                              sampler="dataset", dataset=str(ctx.dataset), n_val=s["n_val"],
+                              sampler=s.get("qpt_sampler") or "dataset",
+                              train_region=s.get("train_region"),
+                              dataset=str(ctx.dataset), n_val=s["n_val"],
                               xc=s["xc"], basis=s["basis"], grid_level=s["grid_level"],
                               seed=ctx.seed, eval_every=s["eval_every"],
-                              eval_points=s["eval_points"], workers=0, head=self.head)
+                              eval_points=s["eval_points"], workers=0, head=self.head,
+                              arch=self.arch, signal=self.signal,
+                              model=s["qhnet_preset"] if qhnet else None,
+                              # labels need no tensors after the first preparation: a fresh
+                              # labelled molecule every step, not a window of reused ones
+                              window=1 if self.signal == "labels" else None)
 
     def _predictor(self, ctx: MethodContext, cfg):
-        """QPT's inputs for the held-out molecules, prepared once per run (not per seed or
-        head: they do not depend on the weights); booked as evaluation."""
+        """The inputs for the held-out molecules, prepared once per run (not per seed, head or
+        signal: they do not depend on the weights); booked as evaluation."""
         from qptbench.methods.qpt import held_out_inputs
         from qptbench.models.qpt_inputs import Vocabulary
         from qptbench.training import qpt as tq
@@ -81,9 +93,10 @@ class QPTMethod:
         from qptbench.methods.qpt import run
 
         cfg = self._config(ctx)
+        what = f"{self.head} head, " if self.arch == "qpt" and self.signal == "energy" else ""
         run(cfg, ctx.out, ctx.device, resume=ctx.resume, progress=ctx.progress,
             ledger=ctx.ledger, time_limit_s=budget_s, evaluator=ctx.evaluator,
-            desc=f"QPT training ({self.head} head, seed {ctx.seed})",
+            desc=f"{self.name} training ({what}seed {ctx.seed})",
             predictor=self._predictor(ctx, cfg))
 
     def predict(self, ctx: MethodContext, molecules: list[Molecule]) -> list[np.ndarray]:
@@ -100,8 +113,33 @@ class QPTSignedMethod(QPTMethod):
     head = "signed"  # A = Q diag(s) Qᵀ/√d: can lower orbital energies too
 
 
+class QPTSCMethod(QPTMethod):
+    # H* − H_init has eigenvalues of both signs: a PSD correction could not reach a fixed H,
+    # so the signals that fix H use the signed head.
+    name, title = "qpt:sc", "QPT, self-consistency (no labels)"
+    signal, head, fixes_h = "sc", "signed", True
+
+
+class QPTLabelsMethod(QPTMethod):
+    name, title = "qpt:labels", "QPT, supervised on PySCF labels"
+    signal, head, fixes_h, uses_labels = "labels", "signed", True, True
+
+
+class QHNetEnergyMethod(QPTMethod):
+    name, title = "qhnet:energy", "QHNet on H_init, implicit DFT loss (no labels)"
+    arch = "qhnet"
+
+
+class QHNetSCMethod(QPTMethod):
+    name, title = "qhnet:sc", "QHNet on H_init, self-consistency (no labels)"
+    arch, signal, fixes_h = "qhnet", "sc", True
+
+
 class QHNetMethod:
-    name, title = "qhnet", "QHNet-style baseline (PySCF labels)"
+    """The QHNet-style baseline on its own recipe (batched PySCF labels, reference blocks)."""
+
+    name, title = "qhnet:labels", "QHNet-style baseline (PySCF labels)"
+    arch, signal = "qhnet", "labels"
     fixes_h, uses_labels = True, True
 
     def train(self, ctx: MethodContext, budget_s: float | None) -> None:
@@ -126,10 +164,24 @@ class QHNetMethod:
         return predict_molecules(ctx.out, molecules, like, ctx.device)
 
 
-METHODS: dict[str, type] = {"qpt": QPTMethod, "qhnet": QHNetMethod,
-                            "qpt-signed": QPTSignedMethod}
-DEFAULT_METHODS = ("qpt", "qhnet")
+METHODS: dict[str, type] = {m.name: m for m in (
+    QPTMethod, QPTSCMethod, QPTLabelsMethod, QHNetMethod, QHNetEnergyMethod, QHNetSCMethod,
+    QPTSignedMethod)}
+ALIASES = {"qpt": "qpt:energy", "qhnet": "qhnet:labels"}  # the names of earlier releases
+DEFAULT_METHODS = ("qpt:energy", "qhnet:labels")
+GRID = tuple(name for name in METHODS if ":" in name)  # architecture × signal
+
+
+def canonical(name: str) -> str:
+    """A method's name, aliases resolved (``qpt`` -> ``qpt:energy``); unknown names unchanged."""
+    return ALIASES.get(name, name)
+
+
+def folder(name: str) -> str:
+    """A method's folder in a run directory (``qpt:energy`` -> ``qpt-energy``): no colons in
+    paths, which some file systems and tools refuse."""
+    return canonical(name).replace(":", "-")
 
 
 def make_method(name: str) -> Method:
-    return METHODS[name]()
+    return METHODS[canonical(name)]()

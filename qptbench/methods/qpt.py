@@ -1,6 +1,8 @@
-"""QPT's run: train with the implicit DFT loss, validation curves and the zero model through the
-shared evaluator, inference timing, ``summary.json``.  ``qptbench train-qpt`` and the harness's
-QPT methods call :func:`run`; the training specifics are in ``qptbench.training.qpt``.
+"""The run of a network trained on prepared molecules: QPT with any signal (the implicit DFT
+loss, self-consistency, labels) and H_init + QHNet with a label-free one.  Validation curves and
+the zero model go through the shared evaluator; inference timing; ``summary.json``.
+``qptbench train-qpt`` and the harness's methods call :func:`run`; the training specifics are in
+``qptbench.training.qpt`` and ``qptbench.training.signals``.
 """
 
 from __future__ import annotations
@@ -18,11 +20,9 @@ from qptbench.evaluation import references
 from qptbench.evaluation.evaluator import Evaluator
 from qptbench.evaluation.references import Reference
 from qptbench.ledger import Ledger
-from qptbench.models.qpt import QPT, count_parameters
+from qptbench.models.qpt import count_parameters
 from qptbench.training.loop import train
 from qptbench.training.qpt import (
-    FIXES_H,
-    ImplicitDFTLoss,
     Predictor,
     Preparer,
     QPTRunConfig,
@@ -30,6 +30,20 @@ from qptbench.training.qpt import (
     measure_inference,
 )
 from qptbench.training.qpt_sources import make_source
+from qptbench.training.signals import SignalLoss
+
+
+def fixes_h(signal: str) -> bool:
+    """Whether a signal fixes H itself (then H's k = 0 metrics are scored): labels and
+    self-consistency do; the energy fixes only the occupied subspace."""
+    return signal != "energy"
+
+
+def describe(model: torch.nn.Module) -> dict[str, Any]:
+    cfg = getattr(model, "cfg", None)
+    if cfg is None:  # H_init + QHNet
+        return {"arch": "qhnet", **model.net.describe()}
+    return {"arch": "qpt", **asdict(cfg), "parameters": count_parameters(model)}
 
 
 def make_references(cfg: QPTRunConfig, out_dir: Path, ledger: Ledger) -> list[Reference]:
@@ -65,11 +79,12 @@ def held_out_inputs(evaluator: Evaluator, preparer: Preparer, device: torch.devi
                          progress=progress)
 
 
-def curve_evaluator(evaluator: Evaluator, predictor: Predictor) -> Callable[[QPT, int], dict]:
+def curve_evaluator(evaluator: Evaluator, predictor: Predictor, fixes: bool = False
+                    ) -> Callable[[torch.nn.Module, int], dict]:
     """``evaluate(model, step)`` for the training loop: the shared evaluator's curve point."""
 
-    def evaluate(model: QPT, step: int) -> dict[str, float]:
-        return evaluator.curve_point(predictor(model), fixes_h=FIXES_H)
+    def evaluate(model: torch.nn.Module, step: int) -> dict[str, float]:
+        return evaluator.curve_point(predictor(model), fixes_h=fixes)
 
     return evaluate
 
@@ -94,10 +109,10 @@ def run(cfg: QPTRunConfig, out_dir: str | Path, device: torch.device, resume: bo
     if resume and saved.exists():
         cfg = replace(QPTRunConfig(**json.loads(saved.read_text())), steps=cfg.steps)
     saved.write_text(json.dumps(asdict(cfg), indent=1))
-    ledger = ledger or Ledger(out / "ledger.jsonl", device=str(device), method="qpt")
+    name = "qpt" if (cfg.arch, cfg.signal) == ("qpt", "energy") else f"{cfg.arch}:{cfg.signal}"
+    ledger = ledger or Ledger(out / "ledger.jsonl", device=str(device), method=name)
     model, vocab = build_model(cfg, device)
-    (out / "model.json").write_text(json.dumps(
-        {**asdict(model.cfg), "parameters": count_parameters(model)}, indent=1))
+    (out / "model.json").write_text(json.dumps(describe(model), indent=1))
     preparer = Preparer(vocab, cfg.level())
     if evaluator is None:
         refs = make_references(cfg, out, ledger)
@@ -105,12 +120,19 @@ def run(cfg: QPTRunConfig, out_dir: str | Path, device: torch.device, resume: bo
             evaluator = Evaluator(refs, cfg.level(), device)
     if predictor is None:
         predictor = held_out_inputs(evaluator, preparer, device, ledger, progress)
-    stream = WindowedStream(make_source(cfg, stream=0), preparer, cfg.window, cfg.workers)
-    loss = ImplicitDFTLoss(device, cfg.mix_at, cfg.steps, cfg.explode_ha)
+    if cfg.signal == "labels":
+        from qptbench.training.labelled import LabelledPreparer, LabelledSource
+
+        stream = WindowedStream(LabelledSource(cfg.dataset, cfg.seed),
+                                LabelledPreparer(preparer), cfg.window, 0)
+    else:
+        stream = WindowedStream(make_source(cfg, stream=0), preparer, cfg.window, cfg.workers)
+    loss = SignalLoss(cfg.signal, device, cfg.mix_at, cfg.steps, cfg.explode_ha)
     result = train(model, loss, stream, cfg.train_config(), out, resume=resume,
-                   evaluate=curve_evaluator(evaluator, predictor), ledger=ledger,
+                   evaluate=curve_evaluator(evaluator, predictor, fixes_h(cfg.signal)),
+                   ledger=ledger,
                    progress=progress, time_limit_s=time_limit_s, desc=desc)
-    loss.book(ledger, cfg.workers)
+    loss.book(ledger, 0 if cfg.signal == "labels" else cfg.workers)
     (out / "inference.json").write_text(json.dumps(measure_inference(
         model, evaluator.molecules(), preparer, device,
         [r.seconds for r in evaluator.refs]), indent=1))

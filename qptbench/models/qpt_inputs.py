@@ -62,7 +62,7 @@ class QPTSample:
     molecule: Molecule            # canonical frame
     rotation: np.ndarray          # (3, 3): input-frame positions = centre + R · canonical
     shell_ls: tuple[int, ...]
-    tensors: DFTTensors
+    tensors: DFTTensors | None    # None where only the network reads it ('labels' signal)
     tokens: torch.Tensor          # (N,) int64
     positions: torch.Tensor       # (N, 3) Å, the AO's atom, float32
     biases: torch.Tensor          # (len(BIAS_NAMES), N, N) float32, each in [-1, 1]
@@ -71,7 +71,8 @@ class QPTSample:
     def to(self, device: torch.device | str) -> QPTSample:
         moved = {f.name: getattr(self, f.name).to(device) for f in fields(self)
                  if isinstance(getattr(self, f.name), torch.Tensor)}
-        return replace(self, tensors=self.tensors.to(device), **moved)
+        tensors = None if self.tensors is None else self.tensors.to(device)
+        return replace(self, tensors=tensors, **moved)
 
 
 def _normalised(m: torch.Tensor) -> torch.Tensor:

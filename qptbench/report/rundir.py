@@ -16,6 +16,9 @@ Booking rules (the one place they live):
 - ``sample`` = drawing conformations, shared by all methods, in no method's total (the budget
   ``--budget-hours`` is also labelling/tensors + training).
 - An entry of a method without a ``seed`` (its labels) belongs to every seed of that method.
+- One set of training labels serves every label route of a run: its ``label`` entry is booked
+  once, under the first of them, and lists them all in ``charged_to``; each of them is charged
+  the whole of it (a route's wall-clock includes the labels it needed, whoever made them).
 """
 
 from __future__ import annotations
@@ -28,12 +31,16 @@ from typing import Any
 
 from qptbench.errors import InputError
 from qptbench.ledger import read_jsonl, read_ledger
+from qptbench.methods import folder
 
 SECONDS_PER_HOUR = 3600.0
 BUCKETS = ("data_creation", "tensors", "training", "evaluation", "reference", "sampling",
            "unbooked")
 IN_TOTAL = ("data_creation", "tensors", "training")
-METHOD_NAMES = {"qpt": "QPT", "qhnet": "QHNet", "qpt-signed": "QPT (signed head)"}
+METHOD_NAMES = {"qpt": "QPT", "qhnet": "QHNet", "qpt-signed": "QPT (signed head)",
+                "qpt:energy": "QPT", "qhnet:labels": "QHNet", "qpt:sc": "QPT (sc)",
+                "qpt:labels": "QPT (labels)", "qhnet:energy": "QHNet (energy)",
+                "qhnet:sc": "QHNet (sc)"}
 
 # What a finished run writes next to its data (tables.write_run_outputs, plots.make_plots).
 TABLES_DIR, PLOTS_DIR = "tables", "plots"
@@ -50,6 +57,21 @@ OUTPUT_FILES = (
 
 def display_name(method: str) -> str:
     return METHOD_NAMES.get(method, method)
+
+
+def label_sharers(ledger: list[dict[str, Any]]) -> set[str]:
+    """Label routes added to a run (``--resume``) after its training labels were made: each has
+    a ``label-share`` entry (no seconds of its own) and is charged those labels too."""
+    return {e.get("method") for e in ledger if e.get("phase") == "label-share"}
+
+
+def charged(entry: dict[str, Any], method: str, sharers: set[str] | None = None) -> bool:
+    """Whether a ledger entry is charged to ``method``: its own entries, and the run's training
+    labels where it is one of their label routes (``charged_to``, or a later sharer)."""
+    if entry.get("method") == method:
+        return True
+    return entry.get("phase") == "label" and (method in entry.get("charged_to", ())
+                                              or method in (sharers or ()))
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -75,7 +97,7 @@ def bucket(entry: dict[str, Any]) -> str:
         return "reference"
     if phase == "sample":
         return "sampling"
-    return "unbooked"
+    return "unbooked"  # also "label-share": a marker, no seconds of its own
 
 
 @dataclass
@@ -106,7 +128,9 @@ class RunDir:
         return str(self.info.get("molecule", "?"))
 
     def _entries(self, method: str | None, seed: int | None) -> list[dict[str, Any]]:
-        return [e for e in self.ledger if (method is None or e.get("method") == method)
+        sharers = label_sharers(self.ledger)
+        return [e for e in self.ledger
+                if (method is None or charged(e, method, sharers))
                 and (seed is None or e.get("seed") is None or int(e["seed"]) == seed)]
 
     def seconds(self, method: str | None = None, clock: str = "wall",
@@ -174,7 +198,9 @@ def load_run(path: str | Path) -> RunDir:
     methods, seed_runs = {}, {}
     for name in info.get("methods", []):
         for seed in info.get("seeds", [0]):
-            mdir = root / name / f"seed{seed}"
+            mdir = root / folder(name) / f"seed{seed}"
+            if not mdir.exists():  # runs written before methods were named arch:signal
+                mdir = root / name / f"seed{seed}"
             seed_runs[(name, int(seed))] = MethodRun(
                 name, mdir, int(seed), metrics=_read_jsonl(mdir / "metrics.jsonl"),
                 train=[r for r in _read_jsonl(mdir / "train.jsonl") if not r.get("skipped")],

@@ -29,11 +29,13 @@ from qptbench.dft.energy import sandwich
 from qptbench.dft.frames import ao_rotation
 from qptbench.dft.geometry import Molecule
 from qptbench.dft.level import LevelOfTheory
-from qptbench.ledger import Ledger, cpu_seconds
+from qptbench.ledger import cpu_seconds
 from qptbench.models.qpt import HEADS, QPT, preset_config
 from qptbench.models.qpt_inputs import QPTSample, Vocabulary, prepare_sample
-from qptbench.training.loop import SkipStep, TrainConfig
+from qptbench.training.loop import TrainConfig
+from qptbench.training.signals import SIGNALS, SignalLoss
 
+ARCHITECTURES = ("qpt", "qhnet")
 VALIDATION_MIXES = (0.5, 0.0)  # the paper's 1 + 3: D1, mixed D2, unmixed D3
 FIXES_H = False  # trained on the energy alone: H is fixed only up to its occupied subspace
 INFERENCE_MIN_MOLECULES = 10
@@ -42,7 +44,9 @@ INFERENCE_MIN_MOLECULES = 10
 @dataclass(frozen=True)
 class QPTRunConfig:
     molecule: str = "water"
-    model: str = "tiny"                 # QPT preset: tiny | small | gpt-medium
+    arch: str = "qpt"                   # qpt (the transformer) | qhnet (H_init + QHNet, label-free)
+    signal: str = "energy"              # energy | sc | labels (``training.signals``)
+    model: str = "tiny"                 # the arch's preset: QPT tiny | small | gpt-medium, QHNet's
     head: str = "psd"                   # output head: psd (the paper's A = QQᵀ/√d) | signed
     steps: int = 1500
     lr: float = 3e-4
@@ -69,10 +73,22 @@ class QPTRunConfig:
         return LevelOfTheory(basis=self.basis, xc=self.xc, grid_level=self.grid_level)
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(steps=self.steps, lr=self.lr, min_lr=self.min_lr,
+        base = TrainConfig(steps=self.steps, lr=self.lr, min_lr=self.min_lr,
                            warmup_steps=self.warmup_steps, log_every=10,
                            eval_every=self.eval_every, eval_points=self.eval_points,
                            checkpoint_every=self.checkpoint_every, seed=self.seed)
+        if self.arch != "qhnet":
+            return base
+        # QHNet keeps its own optimiser recipe whatever the signal (baselines/qhnet_run.py):
+        # its peak LR, AdamW betas and weight decay, clipping, EMA, short warmup.
+        from qptbench.baselines.qhnet import QHNET_SCHEDULE
+        from qptbench.baselines.qhnet_init import qhnet_preset
+
+        s, lr = QHNET_SCHEDULE, qhnet_preset(self.model, self.molecule).lr
+        return replace(base, lr=lr, min_lr=min(s["min_lr"], lr),
+                       warmup_steps=max(1, min(s["warmup_steps"], self.steps // 20)),
+                       weight_decay=s["weight_decay"], betas=s["betas"],
+                       grad_clip=s["grad_clip"], ema_decay=s["ema_decay"])
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -93,6 +109,14 @@ def make_config(preset: str, **overrides: Any) -> QPTRunConfig:
     cfg = replace(QPTRunConfig(), **{**PRESETS[preset], **given})
     if cfg.head not in HEADS:
         raise ValueError(f"unknown output head {cfg.head!r}; choose from {', '.join(HEADS)}")
+    if cfg.signal not in SIGNALS:
+        raise ValueError(f"unknown training signal {cfg.signal!r}; choose from "
+                         f"{', '.join(SIGNALS)}")
+    if cfg.arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {cfg.arch!r}; choose from "
+                         f"{', '.join(ARCHITECTURES)}")
+    if cfg.signal == "labels" and cfg.sampler != "dataset":
+        raise ValueError("the labels signal trains on a label store: use sampler 'dataset'")
     return cfg
 
 
@@ -105,6 +129,7 @@ class Prepared:
     wall_seconds: float = 0.0  # what preparing it cost, measured where it ran (a worker or not)
     cpu_seconds: float = 0.0
     booked: bool = False       # set by the loss once it has counted this sample's cost
+    label: torch.Tensor | None = None  # H* in the sample's (canonical) frame: 'labels' signal
 
 
 class Preparer:
@@ -121,62 +146,13 @@ class Preparer:
         return Prepared(sample, e0, time.perf_counter() - tic, cpu_seconds() - cpu)
 
 
-class ImplicitDFTLoss:
-    """E(H_init + A) after 1 (or, once ``mix_at`` of training is done, 2) DFT iterations, Ha.
-
-    "Done" is the fraction the training loop reports (``set_progress``): of the steps, or of the
-    wall-clock budget when one is set, so a budgeted run reaches the mixed iteration too.  The
-    loss also totals the preparation cost of each new sample it sees (``book``).
-    """
+class ImplicitDFTLoss(SignalLoss):
+    """QPT's implicit DFT loss: ``SignalLoss`` with the ``energy`` signal (``training.signals``),
+    E(H_init + A) after 1 (or, once ``mix_at`` of training is done, 2) DFT iterations, Ha."""
 
     def __init__(self, device: torch.device, mix_at: float, steps: int,
                  explode_ha: float) -> None:
-        self.device, self.mix_at, self.steps, self.explode_ha = device, mix_at, steps, explode_ha
-        self.step, self.fraction = 0, 0.0
-        self.prep_wall = self.prep_cpu = 0.0
-        self.prep_n = 0
-
-    def set_step(self, step: int) -> None:
-        self.step = step
-        self.fraction = max(self.fraction, step / max(self.steps, 1))
-
-    def set_progress(self, fraction: float) -> None:
-        self.fraction = max(self.fraction, float(fraction))
-
-    def book(self, ledger: Ledger, workers: int) -> None:
-        """Ledger entry for the training samples' tensor preparation.  In-process (workers = 0)
-        it ran inside the training loop's wall-clock, so the entry says so and the report moves
-        it from training to tensor preparation; in workers it overlapped training, so its wall
-        time is not the route's (kept as ``hidden_wall_seconds``) but its CPU time is."""
-        if not self.prep_n:
-            return
-        inside = workers == 0
-        ledger.record("tensors", self.prep_wall if inside else 0.0, self.prep_cpu,
-                      what="training samples", n=self.prep_n, workers=workers,
-                      included_in="train" if inside else "",
-                      hidden_wall_seconds=0.0 if inside else self.prep_wall)
-        self.prep_wall = self.prep_cpu = 0.0
-        self.prep_n = 0
-
-    def __call__(self, model: QPT, item: Prepared) -> tuple[torch.Tensor, dict[str, float]]:
-        if not item.booked:
-            item.booked = True
-            self.prep_wall += item.wall_seconds
-            self.prep_cpu += item.cpu_seconds
-            self.prep_n += 1
-        sample = item.sample.to(self.device)
-        tic = time.perf_counter()
-        h = model(sample)
-        tac = time.perf_counter()
-        mixes = (0.5,) if self.fraction >= self.mix_at else ()
-        e = dft_energy(sample.tensors, h, mixes)
-        toc = time.perf_counter()
-        above = float(e.detach()) - item.e_zero_ha
-        if above > self.explode_ha:
-            raise SkipStep(f"energy {above:.3g} Ha above the zero model")
-        return e, {"energy_ha": float(e.detach()), "above_zero_model_mha": 1e3 * above,
-                   "n_iterations": 1 + len(mixes), "network_ms": 1e3 * (tac - tic),
-                   "energy_ms": 1e3 * (toc - tac)}
+        super().__init__("energy", device, mix_at, steps, explode_ha)
 
 
 class Predictor:
@@ -251,19 +227,27 @@ def measure_inference(model: QPT, molecules: Sequence[Molecule], preparer: Prepa
             "statistic": "median after 1 warm-up call", "device": str(device)}
 
 
-def build_model(cfg: QPTRunConfig, device: torch.device) -> tuple[QPT, Vocabulary]:
+def build_model(cfg: QPTRunConfig, device: torch.device) -> tuple[torch.nn.Module, Vocabulary]:
+    """The network of a run: QPT, or H_init + QHNet (``baselines/qhnet_init.py``, float32 as
+    QHNet's default); either maps a prepared molecule to H (N, N) float64."""
     vocab = Vocabulary.from_basis(cfg.basis)
     torch.manual_seed(cfg.seed)
+    if cfg.arch == "qhnet":
+        from qptbench.baselines.qhnet_init import build_qhnet_on_init
+
+        return build_qhnet_on_init(cfg.model, cfg.molecule, cfg.basis).to(device), vocab
     return QPT(preset_config(cfg.model, vocab.size, head=cfg.head)).to(device), vocab
 
 
-def load_model(out_dir: str | Path, device: torch.device) -> tuple[QPT, QPTRunConfig]:
+def load_model(out_dir: str | Path, device: torch.device
+               ) -> tuple[torch.nn.Module, QPTRunConfig]:
     """The trained model of a run directory (its last checkpoint), loaded without pickles."""
     out = Path(out_dir)
     cfg = QPTRunConfig(**json.loads((out / "config.json").read_text()))
     model, _ = build_model(cfg, device)
     ckpt = torch.load(out / "checkpoint.pt", map_location=device, weights_only=True)
-    model.load_state_dict(ckpt["model"])
+    # the EMA weights where the arch's recipe keeps them (QHNet's), as its evaluations used
+    model.load_state_dict(ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"])
     model.eval()
     return model, cfg
 
