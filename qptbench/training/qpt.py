@@ -57,6 +57,9 @@ class QPTRunConfig:
     sampler: str = "displaced"          # displaced | md | dataset
     displacement_angstrom: float = 0.05  # 'displaced': Gaussian std per coordinate
     dataset: str | None = None          # 'dataset' sampler / validation references
+    # 'dihedral' sampler (alanine dipeptide): the (φ, ψ) box fresh conformations are drawn from,
+    # "0:180" for both angles or "0:180,0:90" for φ then ψ (data/regions.py); None: 0:180
+    train_region: str | None = None
     val: str | None = None              # references from this file's val split (else dataset's)
     n_val: int = 8
     xc: str = "b3lyp5"
