@@ -78,6 +78,10 @@ class HarnessConfig:
     basis: str = "def2-svp"
     grid_level: int = 1
     seed: int = 0                # sampling and split seed; training seeds are 0..seeds-1
+    # QPT's training conformations (training/qpt_sources.py): None = the dataset's train split;
+    # "dihedral" = fresh alanine-dipeptide draws from train_region each step (experiments/)
+    qpt_sampler: str | None = None
+    train_region: str | None = None  # (φ, ψ) box, "0:180" or "0:180,0:90" (data/regions.py)
 
     def level(self) -> LevelOfTheory:
         return LevelOfTheory(basis=self.basis, xc=self.xc, grid_level=self.grid_level)
@@ -232,9 +236,20 @@ def _check_resume(cfg: HarnessConfig, out: Path, resume: bool) -> None:
                              "add methods)")
 
 
+DatasetHook = Callable[[HarnessConfig, Path, Ledger, Callable[[str], None]], Path]
+
+
 def run(cfg: HarnessConfig, out_dir: str | Path, device: torch.device, resume: bool = False,
-        progress: bool = True) -> str:
-    """Run the comparison; returns the compact summary (≤ 100 columns) for printing."""
+        progress: bool = True, *, make_dataset: DatasetHook | None = None,
+        results: Callable[[Path], Path] | None = None) -> str:
+    """Run the comparison; returns the compact summary (≤ 100 columns) for printing.
+
+    ``make_dataset(cfg, out, ledger, say)`` writes the run's dataset file (train split: the
+    training conformations, val split: the references) and returns its path; default: MD
+    conformations of ``cfg.molecule``.  ``results(out)`` writes ``scores.csv`` and
+    ``results.csv`` from the finished parts; default :func:`write_results`.  An experiment
+    (``qptbench.experiments``) passes its own, and everything between is this comparison.
+    """
     from qptbench.report.outputs import summary_text, write_run_outputs
 
     out = Path(out_dir)
@@ -247,7 +262,7 @@ def run(cfg: HarnessConfig, out_dir: str | Path, device: torch.device, resume: b
         "environment": {**environment(str(device)), "cores": available_cores()},
         "config": asdict(cfg), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1))
     ledger = Ledger(out / "ledger.jsonl", str(device), method="shared")
-    dataset = _dataset(cfg, out, ledger, say)
+    dataset = (make_dataset or _dataset)(cfg, out, ledger, say)
     _label(cfg, dataset, ledger, progress, say)
     evaluator = _evaluator(cfg, dataset, ledger, device, say)
     budget = None if cfg.budget_hours is None else cfg.budget_hours * 3600.0
@@ -258,7 +273,7 @@ def run(cfg: HarnessConfig, out_dir: str | Path, device: torch.device, resume: b
                         progress, say, cache)
     _score_controls(out, evaluator, ledger, say)
     say("writing results.csv, tables and plots")
-    write_results(out)
+    (results or write_results)(out)
     write_run_outputs(out)
     text = summary_text(out)
     (out / "summary.txt").write_text(text)
@@ -305,20 +320,30 @@ def _score_controls(out: Path, evaluator: Evaluator, ledger: Ledger, say) -> Non
     write_csv(path, rows, SCORE_COLUMNS)
 
 
-def write_results(out: Path) -> Path:
-    """``scores.csv`` (all methods, seeds, controls) and ``results.csv`` of a run directory."""
-    from qptbench.report.rundir import load_run
-
-    run = load_run(out)
+def collect_scores(out: Path) -> list[dict[str, Any]]:
+    """Write ``scores.csv`` (every method's and seed's, then the controls', as each part wrote
+    them) and return its rows typed (``typed_score``)."""
     raw = []
     for path in [*sorted(out.glob(f"*/seed*/{SCORES}")), out / "controls" / SCORES]:
         if path.exists():
             raw += read_csv(path)
-    write_csv(out / SCORES, raw, SCORE_COLUMNS)  # as each part wrote it
-    rows = [typed_score(r) for r in raw]
-    costs = {}
-    for name in run.info.get("methods", []):
-        for seed in run.info.get("seeds", [0]):
-            costs[(name, seed)] = run.cost_hours(name, seed)
-    kinds = dict.fromkeys(CONTROL_NAMES, "control")
-    return write_csv(out / RESULTS, aggregate(rows, costs, kinds), RESULT_COLUMNS)
+    write_csv(out / SCORES, raw, SCORE_COLUMNS)
+    return [typed_score(r) for r in raw]
+
+
+def route_costs(out: Path) -> dict[tuple[str, int], dict[str, float]]:
+    """Each (method, seed)'s costs in hours from the ledger (results.csv's cost columns)."""
+    from qptbench.report.rundir import load_run
+
+    run = load_run(out)
+    return {(name, seed): run.cost_hours(name, seed) for name in run.info.get("methods", [])
+            for seed in run.info.get("seeds", [0])}
+
+
+KINDS = dict.fromkeys(CONTROL_NAMES, "control")  # results.csv's "kind"; methods: "method"
+
+
+def write_results(out: Path) -> Path:
+    """``scores.csv`` (all methods, seeds, controls) and ``results.csv`` of a run directory."""
+    rows = collect_scores(out)
+    return write_csv(out / RESULTS, aggregate(rows, route_costs(out), KINDS), RESULT_COLUMNS)

@@ -10,7 +10,7 @@ by default).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -103,6 +103,28 @@ def dihedral_conformations(molecule: Molecule | None = None, seed: int = 0,
         else:
             raise InputError(f"no clash-free conformation in {MAX_TRIES} draws from the box "
                              f"phi {phi_box}, psi {psi_box}")
+
+
+def conformations_at(points: Sequence[tuple[float, float]], molecule: Molecule | None = None
+                     ) -> list[Molecule]:
+    """The molecule with its backbone set to each (φ, ψ) of ``points`` (degrees), the rest
+    rigid: the alanine map's grid.  A point that puts two atoms on top of each other is an
+    InputError naming it (a map cannot silently lose a cell)."""
+    from rdkit.Chem import rdMolTransforms
+
+    molecule = molecule or Molecule.builtin("alanine_dipeptide")
+    phi, psi = backbone_dihedrals(molecule)
+    conf = _rdkit_mol(molecule).GetConformer()
+    out = []
+    for a, b in points:
+        rdMolTransforms.SetDihedralDeg(conf, *phi, float(a))
+        rdMolTransforms.SetDihedralDeg(conf, *psi, float(b))
+        try:
+            out.append(Molecule(molecule.numbers, conf.GetPositions(), molecule.charge,
+                                molecule.name))
+        except InputError as exc:
+            raise InputError(f"(phi, psi) = ({a:g}, {b:g}): {exc}") from None
+    return out
 
 
 def sample_dihedrals(molecule: Molecule | None = None, n: int = 1, seed: int = 0,

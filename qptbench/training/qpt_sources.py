@@ -1,7 +1,8 @@
 """Where QPT's training and validation geometries come from: index -> Molecule, deterministic.
 
-``displaced`` (Gaussian moves of a built-in geometry), ``md`` (a GFN2-xTB trajectory) or
-``dataset`` (a split of a dataset file); ``make_source`` picks one from a ``QPTRunConfig``.
+``displaced`` (Gaussian moves of a built-in geometry), ``md`` (a GFN2-xTB trajectory),
+``dihedral`` (alanine dipeptide with (φ, ψ) drawn from a box, the paper's Fig. 4) or ``dataset``
+(a split of a dataset file); ``make_source`` picks one from a ``QPTRunConfig``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,30 @@ class MDSource:
         return self.frames[index]
 
 
+class DihedralSource:
+    """Alanine dipeptide with (φ, ψ) uniform in ``region`` (``data.regions``), the rest rigid.
+
+    Conformation ``index`` depends on (seed, stream, index) alone, not on what was drawn before,
+    so a resumed run or a DataLoader worker gets the same molecule for the same index without
+    replaying the stream (unlike MD, nothing here is sequential, so nothing is cached).
+    """
+
+    def __init__(self, base: Molecule, region: str | None, seed: int, stream: int) -> None:
+        from qptbench.data.regions import parse_region
+
+        box = parse_region(region or "0:180")
+        self.base, self.seed, self.stream = base, seed, stream
+        self.phi_range, self.psi_range = box.phi.bounds, box.psi.bounds
+
+    def __call__(self, index: int) -> Molecule:
+        from qptbench.data.dihedral import dihedral_conformations
+
+        seq = np.random.SeedSequence([self.seed, self.stream, index])
+        draws = dihedral_conformations(self.base, int(seq.generate_state(1)[0]),
+                                       phi_range=self.phi_range, psi_range=self.psi_range)
+        return next(draws)
+
+
 class DatasetSource:
     """Conformations of a dataset file's split, drawn uniformly with a seeded generator."""
 
@@ -65,8 +90,11 @@ def make_source(cfg: QPTRunConfig, stream: int) -> Callable[[int], Molecule]:
         return DisplacedSource(base, cfg.displacement_angstrom, cfg.seed, stream)
     if cfg.sampler == "md":
         return MDSource(base, seed=cfg.seed * 1000 + stream)
+    if cfg.sampler == "dihedral":
+        return DihedralSource(base, cfg.train_region, cfg.seed, stream)
     if cfg.sampler == "dataset":
         if cfg.dataset is None:
             raise ValueError("sampler 'dataset' needs --dataset FILE")
         return DatasetSource(cfg.dataset, "train" if stream == 0 else "val", cfg.seed)
-    raise ValueError(f"unknown sampler {cfg.sampler!r}; choose displaced, md or dataset")
+    raise ValueError(f"unknown sampler {cfg.sampler!r}; choose displaced, md, dihedral or "
+                     "dataset")
