@@ -1,6 +1,7 @@
 """``qptbench run`` end to end on the smoke preset, in a temp dir: ledger, scores of every method
 and control through the one evaluator, results.csv, tables, plots, the compact summary, named
-progress bars, resume.  One run (~3-4 min on 2 cores) is shared by every test in this file."""
+progress bars, resume.  One run of all six ``architecture:signal`` methods (~1-2 min on 2 cores,
+a few steps each) is shared by every test in this file."""
 
 import csv
 import json
@@ -15,7 +16,10 @@ from qptbench.report.checks import check_run
 from qptbench.report.rundir import OUTPUT_FILES, SECONDS_PER_HOUR, load_run
 from qptbench.report.tables import TENSORS_H, TRAIN_H, cost_table, split
 
-METHODS = ("qpt", "qhnet")
+METHODS = ("qpt:energy", "qpt:sc", "qpt:labels", "qhnet:labels", "qhnet:energy", "qhnet:sc")
+GIVEN = "qpt,qpt:sc,qpt:labels,qhnet,qhnet:energy,qhnet:sc"  # the old names are aliases
+ENERGY_TRAINED = ("qpt:energy", "qhnet:energy")
+LABEL_ROUTES = ("qpt:labels", "qhnet:labels")
 CONTROLS = ("zero", "scf-diis", "label")
 K_VALUES = (0, 1, 3)
 SUMMARY_MARK = "[qptbench] writing results.csv, tables and plots"
@@ -25,7 +29,7 @@ SUMMARY_MARK = "[qptbench] writing results.csv, tables and plots"
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "water"
     result = CliRunner().invoke(app, ["run", "--molecule", "water", "--preset", "smoke",
-                                      "--out", str(out)])
+                                      "--methods", GIVEN, "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out, result.output  # stdout and stderr (where tqdm draws its bars) together
 
@@ -50,19 +54,27 @@ def test_smoke_run_writes_consistent_evidence(smoke_run):
     entries = read_ledger(out / "ledger.jsonl")
     phases = {(e["phase"], e["method"]) for e in entries}
     assert ("sample", "shared") in phases and ("reference", "shared") in phases
-    assert ("label", "qhnet") in phases and ("train", "qpt") in phases
-    assert ("train", "qhnet") in phases
+    assert all(("train", m) in phases for m in METHODS)
+    # one label set, booked once, charged to both label routes
+    labels = [e for e in entries if e["phase"] == "label"]
+    assert len(labels) == 1 and labels[0]["charged_to"] == list(LABEL_ROUTES)
     assert all(e["wall_seconds"] >= 0 and e["cpu_seconds"] is not None for e in entries)
     # a method's own phases carry its seed; its labels (data creation) carry none
     assert all(e.get("seed") == 0 for e in entries
                if e["phase"] in ("train", "eval") and e["method"] in METHODS)
     assert all("seed" not in e for e in entries if e["phase"] == "label")
     for method in METHODS:
-        folder = out / method / "seed0"
+        folder = out / method.replace(":", "-") / "seed0"
         for name in ("metrics.jsonl", "train.jsonl", "model.json", "inference.json",
                      "scores.csv"):
             assert (folder / name).exists(), folder / name
     assert (out / "controls" / "scores.csv").exists()
+    for name in ("tables/grid.md", "tables/grid.csv", "plots/grid_error_vs_wallclock.png",
+                 "plots/grid_error_vs_wallclock.svg"):
+        assert (out / name).exists(), name
+    grid = (out / "tables/grid.md").read_text()
+    assert all(f"| {m.split(':')[0]} " in grid and f" {m.split(':')[1]} " in grid
+               for m in METHODS)
     locks = [p for p in out.rglob("*") if ".lock" in p.name]
     assert not locks, locks
 
@@ -72,7 +84,7 @@ def test_qpt_in_loop_preparation_booked_as_tensors(smoke_run):
     the train entries and in a tensors entry marked included_in="train"); the cost table moves
     it from training to tensor preparation, so the total is the loop's wall-clock."""
     out, _ = smoke_run
-    entries = [e for e in read_ledger(out / "ledger.jsonl") if e.get("method") == "qpt"]
+    entries = [e for e in read_ledger(out / "ledger.jsonl") if e.get("method") == "qpt:energy"]
     inside = [e["wall_seconds"] for e in entries
               if e["phase"] == "tensors" and e.get("included_in") == "train"]
     assert inside and sum(inside) > 0
@@ -84,12 +96,26 @@ def test_qpt_in_loop_preparation_booked_as_tensors(smoke_run):
     assert qpt[TRAIN_H] == pytest.approx((train - sum(inside)) / SECONDS_PER_HOUR)
     assert qpt[TENSORS_H] == pytest.approx((before + sum(inside)) / SECONDS_PER_HOUR)
     run = load_run(out)
-    last = run.seed_runs[("qpt", 0)].metrics[-1]
+    last = run.seed_runs[("qpt:energy", 0)].metrics[-1]
     assert 0 < last["trained_seconds"] <= train + 1e-3
     with open(out / "results.csv", newline="") as f:
-        wall = {float(r["wall_hours"]) for r in csv.DictReader(f) if r["method"] == "qpt"}
+        wall = {float(r["wall_hours"]) for r in csv.DictReader(f)
+                if r["method"] == "qpt:energy"}
     assert len(wall) == 1
-    assert wall.pop() == pytest.approx(run.total_seconds("qpt", seed=0) / SECONDS_PER_HOUR)
+    assert wall.pop() == pytest.approx(run.total_seconds("qpt:energy", seed=0)
+                                       / SECONDS_PER_HOUR)
+
+
+def test_labels_are_charged_to_every_label_route_and_no_other(smoke_run):
+    out, _ = smoke_run
+    rows = _results(out)
+    label_s = sum(e["wall_seconds"] for e in read_ledger(out / "ledger.jsonl")
+                  if e["phase"] == "label")
+    assert label_s > 0
+    for method in METHODS:
+        created = _number(rows[method, 1]["data_creation_hours"])
+        expected = label_s / SECONDS_PER_HOUR if method in LABEL_ROUTES else 0.0
+        assert created == pytest.approx(expected), method
 
 
 def test_results_rows_for_methods_and_controls(smoke_run):
@@ -112,19 +138,20 @@ def test_results_rows_for_methods_and_controls(smoke_run):
         assert _number(rows["label", k]["delta_e_mev"]) <= 1e-4
         assert _number(rows["label", k]["psi_occ"]) == pytest.approx(1.0)
     assert _number(rows["label", 0]["delta_h_uha"]) == 0.0
-    # energy-trained QPT fixes H only up to a gauge: its k = 0 ΔH is n/a, never a number
-    assert math.isnan(_number(rows["qpt", 0]["delta_h_uha"]))
-    assert math.isnan(_number(rows["qpt", 0]["delta_eps_occ_uha"]))
-    assert math.isfinite(_number(rows["qpt", 0]["delta_e_mev"]))
-    for k in (1, 3):
-        assert math.isfinite(_number(rows["qpt", k]["delta_h_uha"]))
-    for k in K_VALUES:
-        assert math.isfinite(_number(rows["qhnet", k]["delta_h_uha"]))
+    # an energy-trained H is fixed only up to a gauge: its k = 0 ΔH is n/a, never a number;
+    # labels and self-consistency fix H itself: scored at k = 0
+    for method in METHODS:
+        gauge = method in ENERGY_TRAINED
+        assert math.isnan(_number(rows[method, 0]["delta_h_uha"])) == gauge, method
+        assert math.isnan(_number(rows[method, 0]["delta_eps_occ_uha"])) == gauge, method
+        assert math.isfinite(_number(rows[method, 0]["delta_e_mev"]))
+        for k in (1, 3):
+            assert math.isfinite(_number(rows[method, k]["delta_h_uha"]))
     with open(out / "scores.csv", newline="") as f:
         scores = list(csv.DictReader(f))
     assert {(r["method"], int(r["dft_iterations"])) for r in scores} == set(rows)
     assert all(r["delta_h_uha"] == "" for r in scores
-               if r["method"] == "qpt" and r["dft_iterations"] == "0")
+               if r["method"] in ENERGY_TRAINED and r["dft_iterations"] == "0")
 
 
 def test_curves_come_from_the_evaluator(smoke_run):
@@ -136,12 +163,14 @@ def test_curves_come_from_the_evaluator(smoke_run):
             assert math.isfinite(last[f"delta_e_mev_k{k}"])
         assert math.isfinite(last["delta_h_uha_k1"]) and 0 < last["psi_occ_k1"] <= 1 + 1e-9
         assert last["floor_mev"] < 1e-4 and last["n_val"] == 2
-        assert math.isnan(last["delta_h_uha_k0"]) == (method == "qpt")
+        assert math.isnan(last["delta_h_uha_k0"]) == (method in ENERGY_TRAINED)
 
 
 def test_progress_bars_are_named(smoke_run):
     _, text = smoke_run
-    for name in ("QPT training", "QHNet training", "labels: training", "labels: validation"):
+    for name in ("QPT training (energy, psd head, seed 0)", "QPT training (sc, seed 0)",
+                 "QHNet on H_init training (energy, seed 0)", "QHNet training (seed 0)",
+                 "labels: training", "labels: validation"):
         assert name in text, name
 
 
@@ -163,7 +192,7 @@ def test_resume_keeps_finished_work(smoke_run):
     before = read_ledger(out / "ledger.jsonl")
     scores = (out / "scores.csv").read_text()
     result = CliRunner().invoke(app, ["run", "--molecule", "water", "--preset", "smoke",
-                                      "--out", str(out), "--resume"])
+                                      "--methods", GIVEN, "--out", str(out), "--resume"])
     assert result.exit_code == 0, result.output
     after = read_ledger(out / "ledger.jsonl")
     assert after[: len(before)] == before

@@ -93,10 +93,11 @@ class QPTMethod:
         from qptbench.methods.qpt import run
 
         cfg = self._config(ctx)
-        what = f"{self.head} head, " if self.arch == "qpt" and self.signal == "energy" else ""
+        net = "QPT" if self.arch == "qpt" else "QHNet on H_init"
+        head = f", {self.head} head" if self.arch == "qpt" and self.signal == "energy" else ""
         run(cfg, ctx.out, ctx.device, resume=ctx.resume, progress=ctx.progress,
             ledger=ctx.ledger, time_limit_s=budget_s, evaluator=ctx.evaluator,
-            desc=f"{self.name} training ({what}seed {ctx.seed})",
+            desc=f"{net} training ({self.signal}{head}, seed {ctx.seed})",
             predictor=self._predictor(ctx, cfg))
 
     def predict(self, ctx: MethodContext, molecules: list[Molecule]) -> list[np.ndarray]:

@@ -23,10 +23,12 @@ def write_run_outputs(run_dir: str | Path, paper: bool = True) -> tuple[list[Pat
     """Write RUN_DIR/tables/* (markdown, LaTeX, CSV) and RUN_DIR/plots/* (PNG, SVG); returns the
     paths written and the markdown text of the tables."""
     from qptbench.report import plots, tables
+    from qptbench.report.grid import write_grid
 
     run = load_run(run_dir)
     written = tables.write_tables([run], run.path / TABLES_DIR, paper=paper)
     written += plots.make_plots(run, run.path / PLOTS_DIR)
+    written += write_grid(run)  # only for runs of two or more architecture:signal methods
     text = "\n".join(tables.render(frame, "markdown", tables.TITLES[name])
                      for name, frame in tables.make_tables([run], paper=paper).items())
     return written, text

@@ -28,7 +28,8 @@ from qptbench.report.rundir import (
     load_run,
 )
 
-COLORS = {"qpt": "tab:blue", "qhnet": "tab:orange"}
+COLORS = {"qpt": "tab:blue", "qhnet": "tab:orange", "qpt:energy": "tab:blue",
+          "qhnet:labels": "tab:orange"}
 ZERO_COLOR = "0.4"
 
 
