@@ -1,9 +1,10 @@
 """The layout's import rule, checked on the source (``ast``, nothing is imported).
 
 Stages, left to right (README, Layout): dft -> data -> models -> training -> evaluation ->
-methods -> report -> harness -> cli.  A module imports only from its own stage or one to its
-left, at module level or inside a function; the shared helpers (``errors``, ``runtime``,
-``progress``, ``ledger`` and the package root) are importable from anywhere and import no stage.
+methods -> report -> harness -> experiments -> cli.  A module imports only from its own stage
+or one to its left, at module level or inside a function; the shared helpers (``errors``,
+``runtime``, ``progress``, ``ledger`` and the package root) are importable from anywhere and
+import no stage.
 PySCF is imported only in ``qptbench/dft/`` and by the labelling (``data/labelling.py``); pandas,
 tabulate and matplotlib only in ``qptbench/report/``.  And the module-level imports form no
 circle, counting that importing ``a.b.c`` first runs the packages ``a`` and ``a.b``.
@@ -19,7 +20,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {"qptbench": ROOT / "qptbench", "qptbench.baselines": ROOT / "baselines"}
 
-STAGES = ("dft", "data", "models", "training", "evaluation", "methods", "report", "harness", "cli")
+STAGES = ("dft", "data", "models", "training", "evaluation", "methods", "report", "harness",
+          "experiments", "cli")
 SHARED = {"qptbench", "qptbench.errors", "qptbench.runtime", "qptbench.progress",
           "qptbench.ledger"}
 # baselines/ installs as qptbench.baselines: the model is a model, its data, loss and run options

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from qptbench.cli import baseline, data, qpt, run, scf, tables
+from qptbench.cli import baseline, data, experiment, qpt, run, scf, tables
 from qptbench.cli.common import HELP_MODE
 
 app = typer.Typer(
@@ -36,10 +36,11 @@ def main(
     """Benchmark harness for learning quantum chemistry without labels."""
 
 
-for _module in (run, tables, data, qpt, baseline, scf):
+for _module in (run, tables, data, qpt, baseline, scf, experiment):
     _module.register(app)
 # `qptbench --help` lists the commands in the order a new user needs them.
-_ORDER = ("run", "tables", "sample", "label", "train-qpt", "train-baseline", "scf")
+_ORDER = ("run", "tables", "sample", "label", "train-qpt", "train-baseline", "scf",
+          "experiment")
 app.registered_commands.sort(key=lambda c: _ORDER.index(c.name) if c.name in _ORDER
                              else len(_ORDER))
 

@@ -69,14 +69,18 @@ def summary_text(run_dir: str | Path) -> str:
     widths = [max(len(x) for x in col) for col in zip(header, *lines, strict=True)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     floor = _mean(r["floor_mev"] for r in rows)
-    n_mol = max((int(r["n_molecules"]) for r in rows), default=0)
+    # an experiment's results.csv has a row per molecule (qptbench.experiments): count them
+    per_molecule = bool(rows) and "molecule" in rows[0]
+    n_mol = (len({r["molecule"] for r in rows}) if per_molecule
+             else max((int(r["n_molecules"]) for r in rows), default=0))
     out = [f"{run.molecule}, {run.info.get('preset', '?')} preset: {n_mol} held-out molecules; "
            f"energy floor {_fmt(floor, 2)} meV",
            fmt.format(*header).rstrip(), *[fmt.format(*c).rstrip() for c in lines],
            "k = DFT iterations after the network; SCF ratio = effective PySCF cycles / minao's.",
            *verdict_lines(run),
            f"tables: {run.path / TABLES_DIR}/ (table1_cost ... table4_protocol)",
-           f"results: {run.path / 'results.csv'} (one row per method, seed, k)"]
+           f"results: {run.path / 'results.csv'} (one row per method, seed, k"
+           + (", molecule)" if per_molecule else ")")]
     return "\n".join(_clip(line) for line in out) + "\n"
 
 

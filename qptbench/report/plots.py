@@ -64,17 +64,17 @@ def _empty_note(ax, text: str = "no evaluations recorded") -> None:
 
 
 def _control(run: RunDir, key: str, k: int, name: str = "zero") -> float | None:
-    """A control's mean from results.csv (read with the csv module: no pandas here)."""
+    """A control's mean from results.csv (read with the csv module: no pandas here): over its
+    rows, one per k in the harness's file, one per k and molecule in an experiment's."""
     import csv
 
     path = run.path / "results.csv"
     if not path.exists():
         return None
     with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            if row["method"] == name and int(row["dft_iterations"]) == k and row.get(key):
-                return float(row[key])
-    return None
+        values = [float(row[key]) for row in csv.DictReader(f)
+                  if row["method"] == name and int(row["dft_iterations"]) == k and row.get(key)]
+    return sum(values) / len(values) if values else None
 
 
 PANELS = (("delta_e_mev", 3, "held-out ΔE, k = 3 (meV)"),
