@@ -56,7 +56,7 @@ def test_sc_gradient_matches_finite_differences():
         v = random_symmetric(t.n_ao, seed)
         v = v / v.norm()
 
-        def central(step):
+        def central(step, v=v):
             with torch.no_grad():
                 return float(sc_loss(t, h0 + step * v)[0] - sc_loss(t, h0 - step * v)[0]) / (
                     2 * step)
