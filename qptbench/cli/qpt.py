@@ -54,6 +54,16 @@ def train_qpt(
     head: str = typer.Option(None, "--head", metavar="psd|signed",
                              help="Output head: psd = the paper's A = QQᵀ/√d (can only raise "
                              "orbital energies), signed = A = Q diag(s) Qᵀ/√d.  [default: psd]"),
+    signal: str = typer.Option("energy", "--signal", metavar="energy|sc|labels",
+                               help="Training signal: energy = the implicit DFT loss (no "
+                               "labels); sc = self-consistency |H - F(D(H))| (no labels); "
+                               "labels = MAE + MSE against PySCF's H* (needs --dataset with "
+                               "labels; their cost is the store's)."),
+    arch: str = typer.Option("qpt", "--arch", metavar="qpt|qhnet",
+                             help="Network: qpt = the transformer; qhnet = H_init + the "
+                             "QHNet-style e3nn model (QHNet's tiny/small preset for --preset "
+                             "tiny/small, its MD17 size for paper; its optimiser recipe).  "
+                             "`train-baseline` is QHNet on labels with its own recipe."),
     seed: int = typer.Option(None, "--seed", metavar="S",
                              help="Initialisation and sampling seed.  [default: 0]"),
     device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda",
@@ -64,7 +74,9 @@ def train_qpt(
 ) -> None:
     """Train QPT on DFT's own energy (no labels) and score it.
 
-    Scores QPT, and the zero model (A = 0), against PySCF on held-out conformations.  Writes
+    Other signals and networks: --signal sc|labels, --arch qhnet (the grid of `qptbench run
+    --methods arch:signal`).  Scores the model, and the zero model (A = 0), against PySCF on
+    held-out conformations.  Writes
     to --out: config.json, model.json, checkpoint.pt, train.jsonl, metrics.jsonl (ΔE meV,
     ΔH µHa, Δε µHa all/occupied, ψ), ledger.jsonl (wall/CPU seconds per phase), summary.json
     and TensorBoard scalars (tb/).
@@ -84,7 +96,8 @@ def train_qpt(
             preset, molecule=molecule, steps=steps, sampler=sampler or ("dataset" if dataset
             else None), dataset=dataset, val=val, n_val=n_val,
             window=1 if fresh_every_step else window, workers=workers, lr=lr, xc=xc,
-            basis=basis, grid_level=grid_level, eval_every=eval_every, seed=seed, head=head)
+            basis=basis, grid_level=grid_level, eval_every=eval_every, seed=seed, head=head,
+            signal=signal, arch=arch)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     final = run(cfg, Path(out), resolve_device(device), resume=resume)
@@ -101,7 +114,8 @@ def _print_summary(final: dict, out: Path) -> None:
     typer.echo(f"validation after {final['step']} steps on {final['n_val']} held-out "
                f"conformations, vs PySCF (k = DFT iterations after the network; energy floor "
                f"{final['floor_mev']:.1e} meV):")
-    typer.echo(f"{'':24s}{'QPT k=1':>12s}{'QPT k=3':>12s}{'zero k=1':>12s}{'zero k=3':>12s}")
+    typer.echo(f"{'':24s}" + "".join(f"{f'{who} k={k}':>12s}" for who in ("model", "zero")
+                                      for k in (1, 3)))
     for name, key in rows:
         typer.echo(f"{name:24s}" + "".join(
             f"{final[f'{p}{key}_k{k}']:12.4g}" for p in ("", "zero_") for k in (1, 3)))

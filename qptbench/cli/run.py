@@ -17,8 +17,12 @@ def run_command(
                                "an hour on CPU; paper: the paper's sizes (500/25k labels, "
                                "GPT-medium, 200k steps), a GPU cluster job."),
     methods: str = typer.Option("qpt,qhnet", "--methods", metavar="LIST",
-                                help="Comma-separated methods: qpt, qhnet, qpt-signed (QPT "
-                                "with a signed output head)."),
+                                help="Comma-separated methods, named architecture:signal: "
+                                "qpt:energy (alias qpt, the paper's QPT), qpt:sc, qpt:labels, "
+                                "qhnet:labels (alias qhnet, the supervised baseline), "
+                                "qhnet:energy, qhnet:sc; and qpt-signed (qpt:energy with a "
+                                "signed output head).  Two or more architecture:signal "
+                                "methods also write tables/grid.md and its plot."),
     budget_hours: float = typer.Option(None, "--budget-hours", metavar="H",
                                        help="Same wall-clock budget for both routes: labelling "
                                        "+ training for the baseline, tensor preparation + "

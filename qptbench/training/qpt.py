@@ -110,6 +110,8 @@ def make_config(preset: str, **overrides: Any) -> QPTRunConfig:
         raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     given = {k: v for k, v in overrides.items() if v is not None}
     cfg = replace(QPTRunConfig(), **{**PRESETS[preset], **given})
+    if cfg.arch == "qhnet" and "model" not in given:  # QHNet's preset of the same size
+        cfg = replace(cfg, model={"gpt-medium": "qhnet"}.get(cfg.model, cfg.model))
     if cfg.head not in HEADS:
         raise ValueError(f"unknown output head {cfg.head!r}; choose from {', '.join(HEADS)}")
     if cfg.signal not in SIGNALS:
