@@ -152,7 +152,10 @@ class QHNetMethod:
                              steps=s["qhnet_steps"], device=str(ctx.device), resume=ctx.resume,
                              n_val=s["n_val"], energy_molecules=s["n_val"],
                              eval_every=s["eval_every"], eval_points=s["eval_points"],
-                             seed=ctx.seed, progress=ctx.progress, molecule=ctx.molecule)
+                             seed=ctx.seed, progress=ctx.progress, molecule=ctx.molecule,
+                             # its validation molecules are the scored ones: no selection on
+                             # them; scored at the end of its budget like every route
+                             select_best=False)
         run(options, ledger=ctx.ledger, time_limit_s=budget_s, evaluator=ctx.evaluator,
             desc=f"QHNet training (seed {ctx.seed})")
 
