@@ -97,7 +97,9 @@ def _clip(line: str) -> str:
 def verdict_lines(run) -> list[str]:
     """Which route wins, per k, on ΔE and ΔH: "lower" only when the two 95 % bootstrap
     intervals (over molecules and seeds) do not overlap; and whether the wall-clock was equal."""
-    if not {"qpt", "qhnet"} <= set(run.methods) or not (run.path / "scores.csv").exists():
+    qpt = next((m for m in ("qpt:energy", "qpt") if m in run.methods), None)
+    qhnet = next((m for m in ("qhnet:labels", "qhnet") if m in run.methods), None)
+    if qpt is None or qhnet is None or not (run.path / "scores.csv").exists():
         return []
     from qptbench.evaluation.results import read_scores, score_stats
 
@@ -105,7 +107,7 @@ def verdict_lines(run) -> list[str]:
     for k in (0, 1, 3):
         parts = []
         for key, label, unit in (("delta_e_mev", "ΔE", "meV"), ("delta_h_uha", "ΔH", "µHa")):
-            a, b = score_stats(rows, "qpt", k, key), score_stats(rows, "qhnet", k, key)
+            a, b = score_stats(rows, qpt, k, key), score_stats(rows, qhnet, k, key)
             if not (math.isfinite(a["mean"]) and math.isfinite(b["mean"])):
                 parts.append(f"{label} n/a for QPT")
                 continue
@@ -139,8 +141,8 @@ def publish_run(run_dir: str | Path, out_dir: str | Path,
 
     src, dst = Path(run_dir), Path(out_dir)
     run = load_run(src)
-    names = list(PUBLISHED) + [f"{m}/seed{s}/{f}" for m in run.methods for s in run.seeds
-                               for f in PUBLISHED_PER_SEED]
+    names = list(PUBLISHED) + [f"{mrun.path.relative_to(src)}/{f}"
+                               for mrun in run.seed_runs.values() for f in PUBLISHED_PER_SEED]
     copied = []
     for rel in names:
         if (src / rel).exists():

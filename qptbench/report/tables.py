@@ -233,11 +233,12 @@ def inference_table(run_dirs: Sequence[str | Path | RunDir], paper: bool = True)
             if inf.get("n") is not None:
                 counts.append(int(inf["n"]))
             net = inf.get("network_seconds")
-            if method == "qpt":
+            if "dft_seconds" in inf:  # a route that runs DFT iterations on prepared tensors
+                name = display_name(method)
                 dft, tens = inf.get("dft_seconds"), inf.get("tensor_seconds")
                 both = None if net is None or dft is None else net + dft
-                row[f"QPT network + DFT iterations {PSEC}"] = both
-                row[f"QPT incl. tensor preparation {PSEC}"] = (
+                row[f"{name} network + DFT iterations {PSEC}"] = both
+                row[f"{name} incl. tensor preparation {PSEC}"] = (
                     None if both is None or tens is None else both + tens)
             else:
                 row[f"{display_name(method)} network {PSEC}"] = net
