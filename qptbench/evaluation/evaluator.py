@@ -38,29 +38,37 @@ Progress = Callable[[str], None]
 CACHE_GB = 4.0  # default: keep the references' tensors while they fit, else rebuild per use
 
 
-def dense_tensor_bytes(n_ao: int, n_grid_per_atom: int, n_atoms: int) -> float:
-    """Rough size of one geometry's DFTTensors: dense ERIs + AO values and gradients."""
-    return 8.0 * (n_ao**4 + 4 * n_ao * n_grid_per_atom * n_atoms)
+def tensor_bytes(t: object) -> int:
+    """Bytes held by one geometry's DFTTensors (every torch tensor in it)."""
+    return sum(v.numel() * v.element_size() for v in vars(t).values()
+               if isinstance(v, torch.Tensor))
 
 
 class TensorCache(Sequence):
-    """The references' DFT tensors, each in its own frame: all kept in memory while their
-    estimated size is below ``cache_bytes`` (default ``QPTBENCH_EVAL_CACHE_GB`` or 4 GB),
-    otherwise built again at each use, so scoring 50 uracils never holds 50 × 2.4 GB of ERIs."""
+    """The references' DFT tensors, each in its own frame: kept in memory while they fit in
+    ``cache_bytes`` (default ``QPTBENCH_EVAL_CACHE_GB`` or 4 GB), the first ones first, the
+    others built again at each use, so scoring 50 uracils never holds 50 × 2.4 GB of ERIs.
+
+    The size is measured on the first reference's tensors (built here; the evaluator needs them
+    next anyway): dense ERIs and the AO values on the grid, which depend on the grid level, so
+    an estimate from the basis alone was off by several times.  ``keep``: all of them fit.
+    """
 
     def __init__(self, molecules: Sequence, level: LevelOfTheory, device: torch.device,
                  cache_bytes: float | None = None) -> None:
         import os
 
-        from qptbench.dft.tensors import basis_layout
+        from qptbench.dft.tensors import build_tensors
 
         self.molecules, self.level, self.device = list(molecules), level, device
         limit = cache_bytes if cache_bytes is not None else 1e9 * float(
             os.environ.get("QPTBENCH_EVAL_CACHE_GB", CACHE_GB))
-        n_ao = basis_layout(self.molecules[0], level.basis).n_ao
-        per = dense_tensor_bytes(n_ao, 20_000, self.molecules[0].n_atoms)
-        self.keep = per * len(self.molecules) <= limit
-        self._kept: dict[int, object] = {}
+        first = build_tensors(self.molecules[0], level, device)
+        self.bytes_per_molecule = tensor_bytes(first)
+        self.n_kept = min(len(self.molecules), int(limit // max(self.bytes_per_molecule, 1)))
+        self.keep = self.n_kept == len(self.molecules)
+        self._kept: dict[int, object] = {0: first} if self.n_kept else {}
+        self._first = None if self.n_kept else first  # handed out once, then let go
 
     def __len__(self) -> int:
         return len(self.molecules)
@@ -72,8 +80,11 @@ class TensorCache(Sequence):
             return [self[j] for j in range(*i.indices(len(self)))]
         if i in self._kept:
             return self._kept[i]
+        if i == 0 and self._first is not None:
+            t, self._first = self._first, None
+            return t
         t = build_tensors(self.molecules[i], self.level, self.device)
-        if self.keep:
+        if 0 <= i < self.n_kept:
             self._kept[i] = t
         return t
 
@@ -127,15 +138,18 @@ class Evaluator:
 
     def control_routes(self, name: str, k_values: Sequence[int] = K_VALUES
                        ) -> list[dict[int, State]]:
-        k_max = max(k_values)
+        if name not in CONTROLS:
+            raise ValueError(f"unknown control {name!r}; choose from {', '.join(CONTROLS)}")
+        return [self._control_route(name, t, r, max(k_values))
+                for t, r in zip(self.tensors, self.refs, strict=True)]
+
+    def _control_route(self, name: str, t, ref: Reference, k_max: int = max(K_VALUES)
+                       ) -> dict[int, State]:
         if name == "zero":
-            return [iterate(t, zero_model_h(t), k_max) for t in self.tensors]
+            return iterate(t, zero_model_h(t), k_max)
         if name == "scf-diis":
-            return [iterate(t, zero_model_h(t), k_max, scheme="diis", start_density=t.dm_minao)
-                    for t in self.tensors]
-        if name == "label":
-            return self.routes([r.fock for r in self.refs], k_values)
-        raise ValueError(f"unknown control {name!r}; choose from {', '.join(CONTROLS)}")
+            return iterate(t, zero_model_h(t), k_max, scheme="diis", start_density=t.dm_minao)
+        return iterate(t, self._tensor(ref.fock), k_max)  # the label H* itself
 
     # -- scores --------------------------------------------------------------------------------
 
@@ -175,12 +189,21 @@ class Evaluator:
 
     def controls(self, scf: bool = False, names: Sequence[str] = CONTROLS,
                  progress: Progress | None = None) -> list[dict[str, Any]]:
+        """Every control's rows (control by control), their routes computed in one pass over
+        the references: a molecule's tensors, rebuilt per use when they do not fit in memory,
+        are built once for all the controls instead of once per control."""
+        unknown = [n for n in names if n not in CONTROLS]
+        if unknown:
+            raise ValueError(f"unknown control {unknown[0]!r}; choose from {', '.join(CONTROLS)}")
+        routes: dict[str, list[dict[int, State]]] = {name: [] for name in names}
+        for t, r in zip(self.tensors, self.refs, strict=True):
+            for name in names:
+                routes[name].append(self._control_route(name, t, r))
         rows = []
         for name in names:
             if progress is not None:
                 progress(f"scoring control: {CONTROL_NAMES[name]}")
-            rows += self.score_routes(self.control_routes(name), name, None, True, scf,
-                                      progress=progress)
+            rows += self.score_routes(routes[name], name, None, True, scf, progress=progress)
         return rows
 
     def curve_point(self, predictions: Sequence[np.ndarray | torch.Tensor],

@@ -54,8 +54,8 @@ GRID_RULE = "cell centres (i + 1/2) 360/G, i = 0..G-1, phi-major"
 SETTINGS_FILE = "alanine.json"
 POINT_COLUMNS = ("method", "seed", "dft_iterations", "molecule", "dataset_index", "phi_deg",
                  "psi_deg", "region", *METRICS, "e_pred_minus_ref_mev", "floor_mev",
-                 *SCORE_COLUMNS[SCORE_COLUMNS.index("scf_cycles"):], *COST_COLUMNS,
-                 "fixes_h", "kind")
+                 *SCORE_COLUMNS[SCORE_COLUMNS.index("scf_cycles"):], "scf_cycle_ratio",
+                 *COST_COLUMNS, "fixes_h", "kind")
 
 # Every preset: the paper's level of theory, QPT on fresh draws from the training box, and
 # evaluations at the end only (see the module docstring).
@@ -193,6 +193,8 @@ def write_point_results(out: Path, band_deg: float = BAND_DEG) -> Path:
     for r, i, region in zip(rows, index, regions, strict=True):
         r.update(phi_deg=float(phi[i]), psi_deg=float(psi[i]), region=str(region),
                  kind=KINDS.get(r["method"], "method"),
+                 # as results.csv's, for one molecule: effective cycles / minao's
+                 scf_cycle_ratio=r["scf_effective_cycles"] / r["scf_cycles_minao"],
                  **costs.get((r["method"], r["seed"]), nan))
     return write_csv(out / RESULTS, rows, POINT_COLUMNS)
 
