@@ -36,6 +36,14 @@ def run_command(
     seeds: int = typer.Option(None, "--seeds", metavar="N",
                               help="Independent training seeds per method.  [default: from "
                               "--preset: smoke 1, small 3]"),
+    eval_points: int = typer.Option(None, "--eval-points", metavar="N",
+                                    help="Evaluations along training, at k/N of each route's "
+                                    "budget (error-vs-wall-clock curves).  [default: from "
+                                    "--preset: smoke 0 (end only), small 6]"),
+    scf_molecules: int = typer.Option(None, "--scf-molecules", metavar="N",
+                                      help="Held-out molecules that also get the PySCF "
+                                      "SCF-acceleration runs (each method, seed and k).  "
+                                      "[default: from --preset: smoke 1, small 10, paper 50]"),
     label_workers: int = typer.Option(None, "--label-workers", metavar="N",
                                       help="PySCF labelling processes.  [default: all cores "
                                       "(os.sched_getaffinity)]"),
@@ -60,6 +68,7 @@ def run_command(
     Molecule.builtin(molecule)
     cfg = harness.make_config(preset, molecule=molecule, n_train=n_train, n_val=n_val,
                               seeds=seeds, label_workers=label_workers, budget_hours=budget_hours,
+                              eval_points=eval_points, scf_molecules=scf_molecules,
                               methods=tuple(m.strip() for m in methods.split(",") if m.strip()))
     text = harness.run(cfg, Path(out), resolve_device(device), resume=resume)
     typer.echo(text)
