@@ -173,3 +173,20 @@ def test_help_explains_every_option_within_80_columns(cmd, width):
                        "--k"):
             assert option in text, option
         assert text.count("[default:") >= 12
+
+
+def test_help_quotes_the_presets():
+    """The numbers `experiment alanine --help` quotes for the presets are the presets'."""
+    from typer.main import get_command
+
+    from qptbench.experiments.alanine import PRESETS
+
+    group = get_command(app).commands["experiment"]
+    params = {p.name: " ".join(p.help.split()) for p in group.commands["alanine"].params}
+    for option, key in (("grid", "grid"), ("n_train", "n_train"), ("seeds", "seeds")):
+        for preset, values in PRESETS.items():
+            assert f"{preset} {values[key]:,}" in params[option], (option, preset)
+    assert f"small {PRESETS['small']['budget_hours']:g}" in params["budget_hours"]
+    assert f"{PRESETS['small']['grid']} x {PRESETS['small']['grid']} map, " \
+           f"{PRESETS['small']['n_train']} labels, {PRESETS['small']['seeds']} seed" \
+           in params["preset"]

@@ -15,9 +15,9 @@ experiment_app = typer.Typer(help="Experiments on the comparison harness: the al
 
 def alanine(
     preset: str = typer.Option("smoke", "--preset", metavar="smoke|small|paper",
-                               help="smoke: a 4 x 4 map, 4 labels, a few steps, 1 seed (2-3 "
-                               "min on 2 CPU cores, plumbing only); small: a 10 x 10 map, 40 "
-                               "labels, 2 seeds, 3 min per route (about 25 min on 2 CPU "
+                               help="smoke: a 4 x 4 map, 4 labels, a few steps, 1 seed (about "
+                               "5 min on 2 CPU cores, plumbing only); small: a 10 x 10 map, 24 "
+                               "labels, 1 seed, 3.6 min per route (about 40 min on 2 CPU "
                                "cores); paper: a 24 x 24 map, 25,000 labels, GPT-medium for "
                                "200k steps, 3 seeds (a GPU job)."),
     grid: int = typer.Option(None, "--grid", metavar="G",
@@ -34,16 +34,16 @@ def alanine(
                                 "(qpt:energy), qhnet (qhnet:labels), qpt-signed, ..."),
     seeds: int = typer.Option(None, "--seeds", metavar="N",
                               help="Independent training seeds per method (the map shows "
-                              "their mean).  [default: from --preset: smoke 1, small 2, "
+                              "their mean).  [default: from --preset: smoke 1, small 1, "
                               "paper 3]"),
     budget_hours: float = typer.Option(None, "--budget-hours", metavar="H",
                                        help="Same wall-clock for every route: labelling + "
                                        "training for the baseline, tensor preparation + "
                                        "training for QPT.  [default: from --preset: small "
-                                       "0.05; smoke and paper none, the preset's steps]"),
+                                       "0.06; smoke and paper none, the preset's steps]"),
     n_train: int = typer.Option(None, "--n-train", metavar="N",
                                 help="Labelled training conformations for the baseline.  "
-                                "[default: from --preset: smoke 4, small 40, paper 25,000]"),
+                                "[default: from --preset: smoke 4, small 24, paper 25,000]"),
     basis: str = typer.Option("sto-3g", "--basis", metavar="NAME",
                               help="Basis set (the paper: STO-3G; def2-svp works too, with "
                               "12.8 GB of dense ERIs per geometry)."),
