@@ -37,3 +37,21 @@ def test_committed_results_are_a_consistent_run_directory():
     from qptbench.report.checks import check_run
 
     assert check_run(RESULTS) == []
+
+
+GRID = ROOT / "results" / "water-grid"
+
+
+def test_readme_quotes_the_committed_grid_run_verbatim():
+    """The training-signal × architecture section quotes the grid run's generated summary and
+    grid table word for word."""
+    readme = (ROOT / "README.md").read_text()
+    for path in (GRID / "summary.txt", ROOT / "results/water-grid/tables/grid.md"):
+        text = path.read_text().strip()
+        assert text in readme, f"README does not quote {path.relative_to(ROOT)} verbatim"
+
+
+def test_committed_grid_run_is_a_consistent_run_directory():
+    from qptbench.report.checks import check_run
+
+    assert check_run(GRID) == []

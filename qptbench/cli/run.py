@@ -22,7 +22,7 @@ def run_command(
                                 "qhnet:labels (alias qhnet, the supervised baseline), "
                                 "qhnet:energy, qhnet:sc; and qpt-signed (qpt:energy with a "
                                 "signed output head).  Two or more architecture:signal "
-                                "methods also write tables/grid.md and its plot."),
+                                "methods also write tables/grid (markdown, CSV) and its plot."),
     budget_hours: float = typer.Option(None, "--budget-hours", metavar="H",
                                        help="Same wall-clock budget for both routes: labelling "
                                        "+ training for the baseline, tensor preparation + "

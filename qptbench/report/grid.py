@@ -1,6 +1,6 @@
 """The training-signal × architecture grid of a run (methods named ``architecture:signal``).
 
-- ``tables/grid.md`` / ``grid.csv``: one row per architecture and signal: what it trained on,
+- ``tables/grid.{md,csv}``: one row per architecture and signal: what it trained on,
   the route's wall-clock (data creation + tensor preparation + training, mean over seeds) and
   ΔE, ΔH, Δε (occupied) at the protocol's k, "mean [95 % interval]" over seeds and molecules
   (the shared evaluator's ``scores.csv``); then ΔE at k = 1 pivoted architectures × signals.
@@ -113,7 +113,7 @@ def write_grid(run: RunDir) -> list[Path]:
     tables_dir, plots_dir = run.path / TABLES_DIR, run.path / PLOTS_DIR
     tables_dir.mkdir(parents=True, exist_ok=True)
     plots_dir.mkdir(parents=True, exist_ok=True)
-    md = tables_dir / "grid.md"
+    md = (tables_dir / "grid").with_suffix(".md")
     md.write_text(render(table, "markdown", "Training signal × architecture: mean [95 % "
                          "bootstrap interval] over molecules and seeds, one evaluator")
                   + "\n" + render(grid_pivot(table), "markdown",
