@@ -15,9 +15,9 @@ log |E_DFT − E_QPT| over all of [0, 360)² (B3LYP/STO-3G).  Here the compariso
   columns plus ``phi_deg``, ``psi_deg`` and ``region``; then the map and the region table
   (``report.alanine``).
 
-Evaluations run at the end of training only: the references are the whole map, and the
-baseline keeps its best checkpoint by validation ΔH, so periodic evaluations would let it pick
-a checkpoint on the region it is meant to extrapolate to.
+Evaluations run at the end of training only: the references are the whole map, and no route may
+see, or select a checkpoint on, the region it is meant to extrapolate to (the harness's baseline
+does not select; curves on the map would still be a look at it).
 """
 
 from __future__ import annotations
