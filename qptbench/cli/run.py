@@ -41,9 +41,10 @@ def run_command(
                                     "budget (error-vs-wall-clock curves).  [default: from "
                                     "--preset: smoke 0 (end only), small 6]"),
     scf_molecules: int = typer.Option(None, "--scf-molecules", metavar="N",
-                                      help="Held-out molecules that also get the PySCF "
-                                      "SCF-acceleration runs (each method, seed and k).  "
-                                      "[default: from --preset: smoke 1, small 10, paper 50]"),
+                                      help="Held-out molecules on which PySCF's SCF "
+                                      "is also run from each prediction (SCF acceleration; "
+                                      "every method, seed and k).  [default: from --preset: "
+                                      "smoke 1, small 10, paper 50]"),
     label_workers: int = typer.Option(None, "--label-workers", metavar="N",
                                       help="PySCF labelling processes.  [default: all cores "
                                       "(os.sched_getaffinity)]"),
