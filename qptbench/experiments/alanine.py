@@ -63,7 +63,9 @@ COMMON: dict[str, Any] = dict(molecule=MOLECULE, basis="sto-3g", xc="b3lyp5",
                               qpt_sampler="dihedral", train_region=DEFAULT_REGION,
                               eval_every=0, eval_points=0)
 PRESETS: dict[str, dict[str, Any]] = {
-    # CI: ~2-3 minutes on 2 cores; the numbers mean nothing, the plumbing is what is tested.
+    # CI: the plumbing, the numbers mean nothing.  7 min on a quiet 2-core CPU before the
+    # evaluator kept what fits of the 16 references' tensors (4.5 GB at grid level 1), about
+    # 5 min estimated since: ~9 passes over the map outweigh the 20 PySCF labels (~80 s).
     "smoke": dict(grid=4, n_train=4, qpt_preset="smoke", qpt_steps=6, qhnet_preset="tiny",
                   qhnet_steps=6, grid_level=1, seeds=1, scf_molecules=0),
     # About 40 minutes on a 2-core CPU, alone on it (README: where the time goes): the
