@@ -63,7 +63,8 @@ class QPTMethod:
         s = ctx.settings
         qhnet = self.arch == "qhnet"
         return tq.make_config(s["qpt_preset"], molecule=ctx.molecule, steps=s["qpt_steps"],
-                              sampler=s.get("qpt_sampler") or "dataset",
+                              sampler="dataset" if self.signal == "labels"
+                              else (s.get("qpt_sampler") or "dataset"),  # labels: the store
                               train_region=s.get("train_region"),
                               dataset=str(ctx.dataset), n_val=s["n_val"],
                               xc=s["xc"], basis=s["basis"], grid_level=s["grid_level"],
