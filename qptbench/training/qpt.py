@@ -1,11 +1,12 @@
-"""QPT trained with the implicit DFT loss: no labels in the loss, ever.
+"""Networks trained on prepared molecules: QPT (and H_init + QHNet) with a training signal.
 
-Loss = the energy after the DFT-iteration sandwich started from H = H_init + A.  Schedule as in the
-paper: one iteration early on, a density-mixed one (α = 0.5) added at ``mix_at`` (the paper: step
-150k of 200k), and a final unmixed one for validation.  PySCF labels are used only to score.
+The paper's signal (``energy``, in ``training.signals``) = the energy after the DFT-iteration
+sandwich started from H = H_init + A.  Schedule as in the paper: one iteration early on, a
+density-mixed one (α = 0.5) added at ``mix_at`` (the paper: step 150k of 200k), and a final
+unmixed one for validation.  Labels enter only through the ``labels`` signal and the scoring.
 
 Here: the run config and presets, sample preparation (``Preparer``, also run in DataLoader
-workers), the loss, the predictor (H in each geometry's own frame) and inference timing; the
+workers), the predictor (H in each geometry's own frame) and inference timing; the
 conformation sources are in ``qpt_sources.py``.  QPT does not score itself: its run
 (``qptbench.methods.qpt``) hands predictions to the shared evaluator (``qptbench.evaluation``),
 which also scores the *zero model* (A = 0: the minao Fock matrix followed by the same DFT
@@ -33,7 +34,7 @@ from qptbench.ledger import cpu_seconds
 from qptbench.models.qpt import HEADS, QPT, preset_config
 from qptbench.models.qpt_inputs import QPTSample, Vocabulary, prepare_sample
 from qptbench.training.loop import TrainConfig
-from qptbench.training.signals import SIGNALS, SignalLoss
+from qptbench.training.signals import SIGNALS
 
 ARCHITECTURES = ("qpt", "qhnet")
 VALIDATION_MIXES = (0.5, 0.0)  # the paper's 1 + 3: D1, mixed D2, unmixed D3
@@ -149,15 +150,6 @@ class Preparer:
         with torch.no_grad():
             e0 = float(dft_energy(sample.tensors, sample.h_init))
         return Prepared(sample, e0, time.perf_counter() - tic, cpu_seconds() - cpu)
-
-
-class ImplicitDFTLoss(SignalLoss):
-    """QPT's implicit DFT loss: ``SignalLoss`` with the ``energy`` signal (``training.signals``),
-    E(H_init + A) after 1 (or, once ``mix_at`` of training is done, 2) DFT iterations, Ha."""
-
-    def __init__(self, device: torch.device, mix_at: float, steps: int,
-                 explode_ha: float) -> None:
-        super().__init__("energy", device, mix_at, steps, explode_ha)
 
 
 class Predictor:
