@@ -145,6 +145,21 @@ def test_resume_with_another_k_trains_nothing_again(smoke):
     assert math.isfinite(float(_results(out)[0]["delta_e_mev"]))
 
 
+def test_publish_keeps_the_points_and_draws_the_map_again(smoke, tmp_path):
+    """``qptbench publish`` of an experiment: results.csv copied row for row (rebuilding it
+    would need the HDF5 dataset, never published), the map and table drawn from the copy."""
+    out, _ = smoke
+    dst = tmp_path / "published"
+    result = CliRunner().invoke(app, ["publish", str(out), "--out", str(dst)])
+    assert result.exit_code == 0, result.output
+    assert _results(dst) == _results(out)
+    assert not (dst / "data").exists() and not list(dst.rglob("*.h5"))
+    assert (dst / f"{TABLE}.md").read_text() == (out / f"{TABLE}.md").read_text()
+    assert (dst / "alanine_map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (dst / f"{TABLE}.md").read_text().strip() in (dst / "summary.txt").read_text()
+    assert check_run(dst) == []
+
+
 def test_bad_input_is_one_line(tmp_path):
     runner = CliRunner()
     for args, message in ((["--grid", "1"], "--grid"), (["--train-region", "0-180"], "LOW:HIGH"),

@@ -132,3 +132,32 @@ def test_tensors_rebuilt_when_they_would_not_fit(evaluator):
     preds = [r.fock + 1e-3 * r.overlap for r in evaluator.refs]
     a, b = evaluator.score(preds, "m"), lean.score(preds, "m")
     assert [r["delta_e_mev"] for r in a] == pytest.approx([r["delta_e_mev"] for r in b])
+
+
+def test_same_predictions_are_iterated_once(evaluator, monkeypatch):
+    """A loop's last curve point and the final score of the same model are one computation;
+    a prediction that differs in one bit is computed again, and a control's curve and rows
+    share their routes too (counted as tensor builds on an evaluator that keeps none)."""
+    import qptbench.dft.tensors as tensors_module
+
+    lean = Evaluator(evaluator.refs, LEVEL, cache_bytes=0)
+    builds = []
+    real = tensors_module.build_tensors
+    monkeypatch.setattr(tensors_module, "build_tensors",
+                        lambda *a, **kw: builds.append(1) or real(*a, **kw))
+    preds = [r.fock + 1e-3 * r.overlap for r in evaluator.refs]
+    point = lean.curve_point(preds)
+    assert len(builds) == len(preds)
+    rows = lean.score(preds, "m")
+    assert len(builds) == len(preds)
+    fresh = evaluator.score(preds, "m")
+    assert [r["delta_e_mev"] for r in rows] == pytest.approx([r["delta_e_mev"] for r in fresh])
+    assert point["delta_e_mev_k1"] == pytest.approx(
+        np.mean([r["delta_e_mev"] for r in fresh if r["dft_iterations"] == 1]))
+    nudged = [p.copy() for p in preds]
+    nudged[1][0, 0] = np.nextafter(nudged[1][0, 0], np.inf)
+    lean.score(nudged, "m")
+    assert len(builds) == 2 * len(preds)
+    lean.control_curve("zero")
+    lean.controls(names=("zero",))
+    assert len(builds) == 3 * len(preds)

@@ -84,12 +84,18 @@ def publish_command(
 
     Copies run.json, ledger.jsonl, scores.csv, results.csv and each method's logs (never
     checkpoints, caches or the HDF5 dataset), then rebuilds tables/, plots/ and summary.txt
-    there: the copy is itself a run directory (`qptbench tables DIR --check`).
+    there: the copy is itself a run directory (`qptbench tables DIR --check`). An
+    `experiment alanine` directory keeps its per-point results.csv and gets its map and region
+    table drawn again.
     """
+    from qptbench.experiments import alanine
     from qptbench.harness import write_results
     from qptbench.report.outputs import publish_run
 
-    written = publish_run(run_dir, out, rebuild_results=write_results)
+    if alanine.is_experiment(run_dir):
+        written = alanine.publish(run_dir, out)
+    else:
+        written = publish_run(run_dir, out, rebuild_results=write_results)
     typer.echo(f"wrote {len(written)} files to {out}")
 
 

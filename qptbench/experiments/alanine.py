@@ -222,6 +222,37 @@ def write_outputs(out: Path, acfg: AlanineConfig) -> tuple[list[Path], str]:
     return written, render(frame, "markdown", title)
 
 
+def load_settings(out_dir: str | Path) -> AlanineConfig:
+    """The settings a finished experiment drew its map and table with (``alanine.json``)."""
+    saved = json.loads((Path(out_dir) / SETTINGS_FILE).read_text())
+    harness = {k_: tuple(v) if isinstance(v, list) else v for k_, v in saved["harness"].items()}
+    return AlanineConfig(HarnessConfig(**harness), int(saved["grid"]), int(saved["k"]),
+                         float(saved["band_deg"]))
+
+
+def is_experiment(run_dir: str | Path) -> bool:
+    return (Path(run_dir) / SETTINGS_FILE).exists()
+
+
+def publish(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
+    """``qptbench publish`` for an experiment: the harness's small evidence with the per-point
+    ``results.csv`` copied as it is (rebuilding it needs the HDF5 dataset, which is never
+    published), ``alanine.json``, then the map and region table drawn again from the copy."""
+    import shutil
+
+    from qptbench.report.outputs import publish_run
+
+    src, dst = Path(run_dir), Path(out_dir)
+    written = publish_run(src, dst)
+    shutil.copyfile(src / SETTINGS_FILE, dst / SETTINGS_FILE)
+    acfg = load_settings(dst)
+    drawn, table = write_outputs(dst, acfg)
+    summary = dst / "summary.txt"
+    maps = ", ".join(p.name for p in drawn if p.suffix in (".png", ".svg"))
+    summary.write_text(f"{summary.read_text()}\n{table}\nmap: {maps}\n")
+    return [*written, dst / SETTINGS_FILE, *drawn]
+
+
 def run(acfg: AlanineConfig, out_dir: str | Path, device: torch.device, resume: bool = False,
         progress: bool = True) -> str:
     """The experiment end to end; returns the text to print (the harness's summary, the region
