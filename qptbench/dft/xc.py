@@ -2,7 +2,9 @@
 
 Names and mixtures follow PySCF (``pyscf.dft.libxc.parse_xc``); note that PySCF's ``b3lyp`` is
 libxc's B3LYP with VWN-RPA, and ``b3lyp5`` the VWN5 variant. Potentials come from autograd,
-so they can be kept differentiable for second functional derivatives.
+so they can be kept differentiable for second functional derivatives.  The kernels and libxc's
+screening are written once for torch and JAX (``xc_terms``); this module is their torch face,
+``jax_xc`` the JAX one.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from qptbench.dft.xc_terms import TERMS, Term
+from qptbench.dft.xc_terms import TERMS, exc_sum
 from qptbench.errors import InputError
 
 
@@ -61,48 +63,25 @@ def get_functional(name: str | Functional) -> Functional:
     return _FUNCTIONALS[key]
 
 
-def _straight_through_floor(x: Tensor, floor: float) -> Tensor:
-    """max(x, floor) whose derivative is 1 everywhere.
-
-    libxc clamps sigma up to its floor and then reports the derivative at the clamped value,
-    so vsigma at sigma = 0 is not zero; a plain clamp would give it zero gradient.
-    """
-    return x + (torch.clamp(x, min=floor) - x).detach()
+def _detach(x: Tensor) -> Tensor:
+    return x.detach()
 
 
-def _term_inputs(
-    term: Term, rho: Tensor, sigma: Tensor | None, cache: dict
-) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-    """(mask, safe rho, safe rho^(1/3), safe sigma), shared by terms with the same screening."""
-    key = (term.dens_threshold, term.spin_screened)
-    if key not in cache:
-        thr = term.dens_threshold
-        # libxc skips points with rho < threshold (outputs 0); exchange also with rho/2 <= thr
-        mask = rho > 2.0 * thr if term.spin_screened else rho >= thr
-        # Masked points get rho = 1, so no branch of the math sees 0 (the NaN-free "safe where").
-        rho_safe = torch.where(mask, rho, 1.0)
-        sig = None
-        if sigma is not None:
-            floor = term.sigma_floor
-            sig = torch.where(mask, _straight_through_floor(sigma, floor), floor)
-        cache[key] = (mask, rho_safe, rho_safe.pow(1.0 / 3.0), sig)
-    return cache[key]
+def check_terms(func: Functional, has_sigma: bool) -> None:
+    """One-line InputError for a component that is unknown or needs a missing sigma."""
+    for name, _ in func.terms:
+        term = TERMS.get(name)
+        if term is None:
+            raise InputError(f"unknown functional component {name!r}; known: {', '.join(TERMS)}")
+        if term.needs_sigma and not has_sigma:
+            raise InputError(f"functional {func.name!r} is a GGA and needs sigma = |grad rho|^2")
 
 
 def exc_per_particle(func: Functional | str, rho: Tensor, sigma: Tensor | None) -> Tensor:
     """e_xc per particle, shape of rho: E_xc = sum_g w_g rho_g e_g. Twice differentiable."""
     func = get_functional(func)
-    total = torch.zeros_like(rho)
-    cache: dict = {}
-    for name, weight in func.terms:
-        term = TERMS.get(name)
-        if term is None:
-            raise InputError(f"unknown functional component {name!r}; known: {', '.join(TERMS)}")
-        if term.needs_sigma and sigma is None:
-            raise InputError(f"functional {func.name!r} is a GGA and needs sigma = |grad rho|^2")
-        mask, rho_s, r13, sig = _term_inputs(term, rho, sigma, cache)
-        total = total + torch.where(mask, weight * term.kernel(rho_s, r13, sig), 0.0)
-    return total
+    check_terms(func, sigma is not None)
+    return exc_sum(torch, _detach, func.terms, rho, sigma)
 
 
 def _grad_input(x: Tensor) -> Tensor:
