@@ -1,8 +1,9 @@
 """The wall-clock ledger: one JSON line per costed phase (sample, label, tensors, train, eval).
 
 The ledger is the only source of time in tables.  Every entry carries wall and CPU seconds (CPU
-includes reaped child processes, so pool workers count once they are joined) and enough context to
-say where the number came from: host, device, threads, package versions.
+includes reaped child processes, so pool workers count once they are joined), the peak resident
+memory so far (``peak_rss_gb``) and enough context to say where the number came from: host,
+device, threads, package versions.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import os
 import platform
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +32,19 @@ def cpu_seconds() -> float:
 
 
 _cpu_seconds = cpu_seconds  # former private name
+
+
+def peak_rss_gb() -> float | None:
+    """Peak resident memory so far, GB: this process's, plus the largest reaped child's (a
+    joined pool or DataLoader worker; the kernel keeps the maximum, not a sum); None where
+    ``resource`` is missing (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return peak * (1 if sys.platform == "darwin" else 1024) / 1e9  # bytes on macOS, else KiB
 
 
 def _version(package: str) -> str | None:
@@ -76,6 +91,7 @@ class Ledger:
             "phase": phase,
             "wall_seconds": float(wall_seconds),
             "cpu_seconds": None if cpu_seconds is None else float(cpu_seconds),
+            "peak_rss_gb": peak_rss_gb(),
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **extra,
             **{k: v for k, v in self._context.items() if k not in extra},

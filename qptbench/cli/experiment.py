@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from qptbench.cli.common import HELP_MODE, friendly
+from qptbench.cli.memory import guard, memory_limit_option
 
 experiment_app = typer.Typer(help="Experiments on the comparison harness: the alanine map.",
                              no_args_is_help=True, rich_markup_mode=HELP_MODE)
@@ -63,6 +64,7 @@ def alanine(
     resume: bool = typer.Option(False, "--resume/--no-resume", show_default=False,
                                 help="Continue the run in --out where it stopped (--k may "
                                 "change: the map and table are rebuilt).  [default: off]"),
+    memory_limit_gb: float = memory_limit_option(),
 ) -> None:
     """The alanine-dipeptide (phi, psi) map, both routes, equal wall-clock.
 
@@ -81,6 +83,9 @@ def alanine(
         preset, grid=grid, train_region=train_region, seeds=seeds, budget_hours=budget_hours,
         n_train=n_train, basis=basis, xc=xc, k=k, label_workers=label_workers,
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()))
+    from qptbench.methods.memory import harness_need
+
+    guard("qptbench experiment alanine", harness_need(acfg.harness), memory_limit_gb)
     text = experiment.run(acfg, Path(out), resolve_device(device), resume=resume)
     typer.echo(text)
     typer.echo(f"run directory: {out}")

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from qptbench.cli.common import MOLECULES, friendly
+from qptbench.cli.memory import guard, memory_limit_option
 from qptbench.errors import InputError
 
 
@@ -71,6 +72,7 @@ def train_qpt(
     out: str = typer.Option("runs/qpt", "--out", metavar="DIR", help="Run directory."),
     resume: bool = typer.Option(False, "--resume/--no-resume", show_default=False,
                                 help="Continue the run in --out where it stopped.  [default: off]"),
+    memory_limit_gb: float = memory_limit_option(),
 ) -> None:
     """Train QPT on DFT's own energy (no labels) and score it.
 
@@ -100,6 +102,9 @@ def train_qpt(
             signal=signal, arch=arch)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    from qptbench.methods.memory import qpt_need
+
+    guard("qptbench train-qpt", qpt_need(cfg), memory_limit_gb)
     final = run(cfg, Path(out), resolve_device(device), resume=resume)
     _print_summary(final, Path(out))
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from qptbench.cli.common import MOLECULES, friendly
+from qptbench.cli.memory import guard, memory_limit_option
 
 
 def run_command(
@@ -53,6 +54,7 @@ def run_command(
     out: str = typer.Option("runs/run", "--out", metavar="DIR", help="Run directory."),
     resume: bool = typer.Option(False, "--resume/--no-resume", show_default=False,
                                 help="Continue the run in --out where it stopped.  [default: off]"),
+    memory_limit_gb: float = memory_limit_option(),
 ) -> None:
     """Compare QPT and the QHNet baseline on one molecule.
 
@@ -71,6 +73,9 @@ def run_command(
                               seeds=seeds, label_workers=label_workers, budget_hours=budget_hours,
                               eval_points=eval_points, scf_molecules=scf_molecules,
                               methods=tuple(m.strip() for m in methods.split(",") if m.strip()))
+    from qptbench.methods.memory import harness_need
+
+    guard("qptbench run", harness_need(cfg), memory_limit_gb)
     text = harness.run(cfg, Path(out), resolve_device(device), resume=resume)
     typer.echo(text)
     typer.echo(f"run directory: {out}")

@@ -9,6 +9,7 @@ import time
 import typer
 
 from qptbench.cli.common import MOLECULES, friendly
+from qptbench.cli.memory import guard, memory_limit_option
 
 
 def scf(
@@ -33,6 +34,7 @@ def scf(
     as_json: bool = typer.Option(False, "--json/--no-json", show_default=False,
                                  help="Print one JSON object instead of the table.  "
                                  "[default: off]"),
+    memory_limit_gb: float = memory_limit_option(),
 ) -> None:
     """Compare our torch SCF with PySCF's RKS on one molecule.
 
@@ -49,6 +51,9 @@ def scf(
     mol = load_molecule(molecule, xyz, charge)
     level = LevelOfTheory(basis=basis, xc=xc, grid_level=grid_level)
     dev = resolve_device(device)
+    from qptbench.methods.memory import scf_need
+
+    guard("qptbench scf", scf_need(mol, level), memory_limit_gb, evaluator=False)
 
     tic = time.perf_counter()
     tensors = build_tensors(mol, level, device=dev)
