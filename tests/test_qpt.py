@@ -306,3 +306,29 @@ def test_cli_train_qpt_smoke(tmp_path):
     assert {"reference", "tensors", "train", "eval"} <= phases
     bad = CliRunner().invoke(app, ["train-qpt", "--preset", "nope", "--out", str(out)])
     assert bad.exit_code == 2 and "unknown preset" in bad.output
+
+
+def test_predictor_computes_the_same_weights_once(vocab, monkeypatch):
+    """The same weights are predicted once (a loop's last evaluation and the final score of the
+    saved model): no geometry is prepared again; new weights are predicted anew."""
+    from qptbench.training.qpt import Preparer, Predictor
+
+    torch.manual_seed(0)
+    model = QPT(preset_config("tiny", vocab.size, head="signed"))
+    preparer = Preparer(vocab, LevelOfTheory(basis=vocab.basis, grid_level=1))
+    mols = [Molecule.builtin("water").displaced(seed=s, scale=0.05) for s in (1, 2)]
+    predictor = Predictor(mols, preparer, torch.device("cpu"), keep=False)
+    prepared = []
+    real = predictor._prepare
+    monkeypatch.setattr(predictor, "_prepare", lambda m: prepared.append(1) or real(m))
+    first = predictor(model)
+    assert len(prepared) == 2
+    clone = QPT(preset_config("tiny", vocab.size, head="signed"))
+    clone.load_state_dict(model.state_dict())  # a checkpoint of the same weights
+    again = predictor(clone)
+    assert len(prepared) == 2 and all(np.array_equal(a, b) for a, b in zip(first, again))
+    with torch.no_grad():
+        next(model.parameters()).add_(1e-3)
+    changed = predictor(model)
+    assert len(prepared) == 4
+    assert max(np.abs(a - b).max() for a, b in zip(first, changed)) > 0

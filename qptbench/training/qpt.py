@@ -167,6 +167,7 @@ class Predictor:
 
         self.molecules, self.preparer, self.device = list(molecules), preparer, device
         self.samples = None
+        self._last: tuple[str, list[np.ndarray]] | None = None
         if keep:
             bar = make_bar(len(self.molecules), "QPT inputs: held-out molecules",
                            disable=not progress, unit="mol")
@@ -183,12 +184,31 @@ class Predictor:
 
     @torch.no_grad()
     def __call__(self, model: QPT) -> list[np.ndarray]:
+        # The same weights give the same predictions: a training loop's last evaluation and the
+        # final score of the saved model are one computation.  With keep=False this saves
+        # preparing every geometry again, and it hands the evaluator bit-identical H's (inputs
+        # prepared twice can differ in the last bits, and then so would everything after).
+        digest = weights_digest(model)
+        if self._last is not None and self._last[0] == digest:
+            return [h.copy() for h in self._last[1]]
         out = []
         for i, mol in enumerate(self.molecules):
             sample, u = self.samples[i] if self.samples is not None else self._prepare(mol)
             h = model(sample).to(torch.float64)
             out.append((u @ h @ u.mT).cpu().numpy())
+        self._last = (digest, [h.copy() for h in out])
         return out
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """A digest of a model's class and exact parameter and buffer bytes."""
+    import hashlib
+
+    digest = hashlib.blake2b(type(model).__name__.encode(), digest_size=16)
+    for name, value in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def measure_inference(model: QPT, molecules: Sequence[Molecule], preparer: Preparer,
