@@ -311,7 +311,7 @@ def test_cli_train_qpt_smoke(tmp_path):
 def test_predictor_computes_the_same_weights_once(vocab, monkeypatch):
     """The same weights are predicted once (a loop's last evaluation and the final score of the
     saved model): no geometry is prepared again; new weights are predicted anew."""
-    from qptbench.training.qpt import Preparer, Predictor
+    from qptbench.training.qpt import Predictor, Preparer
 
     torch.manual_seed(0)
     model = QPT(preset_config("tiny", vocab.size, head="signed"))
@@ -326,9 +326,10 @@ def test_predictor_computes_the_same_weights_once(vocab, monkeypatch):
     clone = QPT(preset_config("tiny", vocab.size, head="signed"))
     clone.load_state_dict(model.state_dict())  # a checkpoint of the same weights
     again = predictor(clone)
-    assert len(prepared) == 2 and all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert len(prepared) == 2
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
     with torch.no_grad():
         next(model.parameters()).add_(1e-3)
     changed = predictor(model)
     assert len(prepared) == 4
-    assert max(np.abs(a - b).max() for a, b in zip(first, changed)) > 0
+    assert max(np.abs(a - b).max() for a, b in zip(first, changed, strict=True)) > 0

@@ -55,3 +55,25 @@ def test_committed_grid_run_is_a_consistent_run_directory():
     from qptbench.report.checks import check_run
 
     assert check_run(GRID) == []
+
+
+ALANINE = ROOT / "results" / "alanine-small"
+
+
+def test_readme_quotes_the_committed_alanine_run_verbatim():
+    """The alanine-map section shows the small run's generated region table word for word
+    and its generated map."""
+    from qptbench.report.alanine import REGION_TABLE
+
+    readme = (ROOT / "README.md").read_text()
+    text = (ALANINE / "tables" / f"{REGION_TABLE}.md").read_text().strip()
+    assert text in readme, "README does not quote results/alanine-small's region table verbatim"
+    assert "(results/alanine-small/alanine_map.png)" in readme
+    assert (ALANINE / "alanine_map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert text in (ALANINE / "summary.txt").read_text()
+
+
+def test_committed_alanine_run_is_a_consistent_run_directory():
+    from qptbench.report.checks import check_run
+
+    assert check_run(ALANINE) == []
