@@ -25,6 +25,28 @@ def best_of(fn, repeat: int) -> float:
     return min(times)
 
 
+def machine_line(threads: int) -> str:
+    """Where the numbers came from: CPU model, cores, threads, versions, commit."""
+    import os
+    import platform
+    import subprocess
+    from importlib import metadata
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    return (f"# {cpu}, {os.cpu_count()} cores, {threads} threads; torch "
+            f"{metadata.version('torch')}, pyscf {metadata.version('pyscf')}; commit {commit}")
+
+
 def main() -> None:
     from pyscf import dft, scf
 
@@ -42,6 +64,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     level = LevelOfTheory()
 
+    print(machine_line(args.threads))
+    print(f"# {level.xc}/{level.basis}, grid level {level.grid_level}; best of {args.repeat}")
     print("molecule  N_AO  prep_ours_s  prep_pyscf_s  ratio  E+bwd_ours_s  fock+E_pyscf_s  ratio")
     for name in args.molecule:
         mol = Molecule.builtin(name)
