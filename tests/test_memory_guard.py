@@ -177,3 +177,33 @@ ledger.record("train", 0.0, 0.0)
     peaks = [json.loads(line)["peak_rss_gb"] for line in path.read_text().splitlines()]
     assert peaks[0] < peaks[1] and peaks[1] >= 1.0  # 1 GB of ones, this process
     assert peaks[2] - peaks[1] >= 0.55       # 600 MB in a joined child
+
+
+def _scf_peak_gb(molecule: str, grid_level: int) -> float:
+    """Peak resident memory of `qptbench scf` in a fresh process (GB), as the kernel reports
+    it: the process runs the command and then reads its own ru_maxrss."""
+    script = (
+        "import resource, sys\n"
+        "from qptbench.cli import app\n"
+        f"args = ['scf', '--molecule', {molecule!r}, '--grid-level', '{grid_level}', '--json',"
+        " '--device', 'cpu', '--memory-limit-gb', '0']\n"
+        "try:\n"
+        "    app(args)\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,"
+        " file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True, timeout=600)
+    return float(done.stderr.split("PEAK")[-1])
+
+
+@pytest.mark.parametrize("molecule, grid_level", [
+    ("water", 3),
+    pytest.param("uracil", 1, marks=pytest.mark.slow),  # 2.6 min, 3.5 GB
+])
+def test_scf_estimate_bounds_the_measured_peak(molecule, grid_level):
+    from qptbench.methods.memory import scf_need
+
+    need = scf_need(Molecule.builtin(molecule), LevelOfTheory(grid_level=grid_level))
+    assert _scf_peak_gb(molecule, grid_level) <= need["total"] / 1e9
