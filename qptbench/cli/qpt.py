@@ -82,10 +82,18 @@ def train_qpt(
     to --out: config.json, model.json, checkpoint.pt, train.jsonl, metrics.jsonl (ΔE meV,
     ΔH µHa, Δε µHa all/occupied, ψ), ledger.jsonl (wall/CPU seconds per phase), summary.json
     and TensorBoard scalars (tb/).
+
+    Data-parallel on N processes (one per GPU, or CPU with gloo): each rank trains on its
+    own conformations (seed + rank x 1,000,003), gradients are averaged, rank 0 alone
+    writes --out, and --resume needs the same N:
+
+    \b
+      torchrun --nproc-per-node N -m qptbench train-qpt ...
     """
     from qptbench.dft.geometry import Molecule
     from qptbench.methods.qpt import run
     from qptbench.runtime import resolve_device
+    from qptbench.training import distributed
     from qptbench.training import qpt as tq
 
     Molecule.builtin(molecule)  # unknown names fail here with the list of built-ins
@@ -105,8 +113,14 @@ def train_qpt(
     from qptbench.methods.memory import qpt_need
 
     guard("qptbench train-qpt", qpt_need(cfg), memory_limit_gb)
-    final = run(cfg, Path(out), resolve_device(device), resume=resume)
-    _print_summary(final, Path(out))
+    # under torchrun (WORLD_SIZE > 1): join the process group; else nothing changes
+    world, where = distributed.init_from_env(resolve_device(device))
+    try:
+        final = run(cfg, Path(out), where, resume=resume, progress=world.main)
+    finally:
+        distributed.finish()
+    if world.main:
+        _print_summary(final, Path(out))
 
 
 def _print_summary(final: dict, out: Path) -> None:

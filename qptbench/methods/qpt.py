@@ -21,6 +21,7 @@ from qptbench.evaluation.evaluator import Evaluator
 from qptbench.evaluation.references import Reference
 from qptbench.ledger import Ledger
 from qptbench.models.qpt import count_parameters
+from qptbench.training import distributed
 from qptbench.training.loop import train
 from qptbench.training.qpt import (
     Predictor,
@@ -100,34 +101,48 @@ def run(cfg: QPTRunConfig, out_dir: str | Path, device: torch.device, resume: bo
     ``evaluator``: the harness's shared evaluator (default: one built here on the references);
     ``predictor``: QPT's inputs for the evaluator's molecules, if already prepared.
     The trained model is in ``out_dir/checkpoint.pt`` (``load_model``).
+
+    Under torchrun (``training.distributed``; the process group already joined) every rank
+    trains on its own conformations (seed + rank x ``RANK_SEED_STRIDE``); rank 0 alone writes
+    the run directory, books the ledger (each entry with ``world_size``), evaluates and returns
+    the summary; the other ranks return ``{}``.
     """
     from qptbench.data.stream import WindowedStream
 
+    world = distributed.current()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "config.json"
     if resume and saved.exists():
         cfg = replace(QPTRunConfig(**json.loads(saved.read_text())), steps=cfg.steps)
+    if world.parallel:
+        distributed.barrier()  # every rank has read config.json before rank 0 rewrites it
+    model, vocab = build_model(cfg, device)
+    preparer = Preparer(vocab, cfg.level())
+    own = replace(cfg, seed=distributed.rank_seed(cfg.seed, world))  # this rank's draws
+    if cfg.signal == "labels":
+        from qptbench.training.labelled import LabelledPreparer, LabelledSource
+
+        stream = WindowedStream(LabelledSource(cfg.dataset, own.seed),
+                                LabelledPreparer(preparer), cfg.window, 0)
+    else:
+        stream = WindowedStream(make_source(own, stream=0), preparer, cfg.window, cfg.workers)
+    loss = SignalLoss(cfg.signal, device, cfg.mix_at, cfg.steps, cfg.explode_ha)
+    if not world.main:  # trains, and leaves the run directory and the scoring to rank 0
+        train(model, loss, stream, cfg.train_config(), out, resume=resume, progress=False,
+              time_limit_s=time_limit_s)
+        return {}
     saved.write_text(json.dumps(asdict(cfg), indent=1))
     name = "qpt" if (cfg.arch, cfg.signal) == ("qpt", "energy") else f"{cfg.arch}:{cfg.signal}"
-    ledger = ledger or Ledger(out / "ledger.jsonl", device=str(device), method=name)
-    model, vocab = build_model(cfg, device)
+    ranks = {"world_size": world.size} if world.parallel else {}
+    ledger = ledger or Ledger(out / "ledger.jsonl", device=str(device), method=name, **ranks)
     (out / "model.json").write_text(json.dumps(describe(model), indent=1))
-    preparer = Preparer(vocab, cfg.level())
     if evaluator is None:
         refs = make_references(cfg, out, ledger)
         with ledger.phase("tensors", what="validation tensors (evaluator)", n=len(refs)):
             evaluator = Evaluator(refs, cfg.level(), device)
     if predictor is None:
         predictor = held_out_inputs(evaluator, preparer, device, ledger, progress)
-    if cfg.signal == "labels":
-        from qptbench.training.labelled import LabelledPreparer, LabelledSource
-
-        stream = WindowedStream(LabelledSource(cfg.dataset, cfg.seed),
-                                LabelledPreparer(preparer), cfg.window, 0)
-    else:
-        stream = WindowedStream(make_source(cfg, stream=0), preparer, cfg.window, cfg.workers)
-    loss = SignalLoss(cfg.signal, device, cfg.mix_at, cfg.steps, cfg.explode_ha)
     result = train(model, loss, stream, cfg.train_config(), out, resume=resume,
                    evaluate=curve_evaluator(evaluator, predictor, fixes_h(cfg.signal)),
                    ledger=ledger,

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from qptbench.ledger import Ledger
+from qptbench.training import distributed
 from qptbench.training.checkpoints import load_checkpoint
 from qptbench.training.schedule import (
     TrainConfig,
@@ -141,22 +142,35 @@ def train(
     CPU seconds booked in the ledger include this process's reaped children: DataLoader workers
     count once they have exited and been joined, which is why a stream made by a factory is
     closed before the final booking (its workers are then shut down).
+
+    Under torchrun (``training.distributed``): every rank calls this with its own ``batches``;
+    gradients are averaged over the ranks; rank 0 alone evaluates and writes the run directory
+    and the ledger (``evaluate``, ``ledger`` and ``progress`` are ignored on the others).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    world = distributed.current()
+    if world.parallel:
+        distributed.broadcast_model(model)  # the same start on every rank, as DDP makes sure
+    if not world.main:
+        evaluate, ledger, progress = None, None, False
     run = _Run(model, loss_fn, config, out_dir, evaluate, ledger, time_limit_s, extra_state)
     run.restore(resume)
-    if run.eval_pending and not any(r["step"] == run.step for r in logged_rows(run.metrics_path)):
+    if run.eval_pending and world.main and not any(
+            r["step"] == run.step for r in logged_rows(run.metrics_path)):
         run.evaluate()  # killed during the evaluation that followed the checkpoint: do it now
     start_step = run.step
     stream, own_stream = _batch_stream(batches, run.consumed)
-    writer = _tensorboard(out_dir)
+    writer = _tensorboard(out_dir) if world.main else None
     bar = run.progress_bar(desc, progress)
     run.start()
+    finished = False
     try:
         run.updates(stream, bar, writer)
+        finished = True
     finally:
-        run.stop(bar, stream if own_stream else None, writer, booked=run.step > start_step)
+        run.stop(bar, stream if own_stream else None, writer, booked=run.step > start_step,
+                 gather=finished)
     run.final_evaluation(start_step)
     return TrainResult(run.step, run.skipped_total, run.logs, run.evaluations, run.best_step,
                        run.best_value, run.clock.trained())
@@ -176,6 +190,7 @@ class _Run(RunState):
 
     def start(self) -> None:
         self.model.train()
+        self.trained_at_start = self.clock.trained()
         self.clock.start()
         self.last_check, self.attempted = self.clock.trained(), False
 
@@ -183,10 +198,14 @@ class _Run(RunState):
         """Optimiser updates until ``config.steps`` or the end of the budget."""
         config = self.config
         while self.step < config.steps:
-            if self.budget_spent():
+            spent = self.budget_spent()
+            fraction = self.fraction()
+            if self.world.parallel and self.time_limit_s is not None:
+                # rank 0's clock decides for all: every rank stops at the same step, same LR
+                spent, fraction = distributed.from_main([spent, fraction], self.device)
+            if spent:
                 self.save()
                 break
-            fraction = self.fraction()
             lr = self.schedule(fraction)
             ok, self.logs, sums, grad_norm = self.gradients(stream)
             if not ok:
@@ -263,6 +282,11 @@ class _Run(RunState):
                 break
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + float(v) / config.accumulate
+        if self.world.parallel:  # one skip skips every rank; the gradient is the ranks' mean
+            tic = time.perf_counter()
+            if not distributed.average_gradients(self.model, ok, self.world) and ok:
+                ok, logs = False, {"skip_reason": "another rank skipped its micro-batch"}
+            timers["backward"] += time.perf_counter() - tic
         grad_norm = float("nan")
         if ok:
             params = [p for p in self.model.parameters() if p.grad is not None]
@@ -277,8 +301,9 @@ class _Run(RunState):
         """Log a skipped update; too many in a row end the run."""
         self.skipped_total += 1
         self.consecutive_skips += 1
-        append_jsonl(self.out_dir / "train.jsonl", {"step": self.step, "skipped": True,
-                                                     "progress": fraction, **self.logs})
+        if self.world.main:
+            append_jsonl(self.out_dir / "train.jsonl", {"step": self.step, "skipped": True,
+                                                         "progress": fraction, **self.logs})
         if self.consecutive_skips >= self.config.max_skipped:
             raise TrainingFailed(
                 f"{self.consecutive_skips} consecutive steps skipped (last: "
@@ -293,7 +318,7 @@ class _Run(RunState):
             bar.update(1)
         else:
             bar.update(min(int(self.clock.trained()), bar.total) - bar.n)
-        if step % self.config.log_every == 0 or step == self.config.steps:
+        if self.world.main and (step % self.config.log_every == 0 or step == self.config.steps):
             busy = sum(self.timers.values()) or 1.0
             shares = {f"share_{k}": v / busy for k, v in self.timers.items()}
             append_jsonl(self.out_dir / "train.jsonl", {"step": step, **self.logs, **shares,
@@ -303,15 +328,25 @@ class _Run(RunState):
                     writer.add_scalar(f"train/{k}", v, step)
             bar.set_postfix(_postfix(step, sums, shares["share_data"], budgeted), refresh=False)
 
-    def stop(self, bar, own_stream: Iterator | None, writer, booked: bool) -> None:
+    def stop(self, bar, own_stream: Iterator | None, writer, booked: bool,
+             gather: bool = True) -> None:
         """Close the bar, our stream (its DataLoader workers exit and are joined: their CPU time
-        is booked) and the writer; book the last training segment if it trained anything."""
+        is booked) and the writer; book the last training segment if it trained anything.
+
+        Under torchrun, after a normal end (``gather``: every rank is here), the entry also
+        gets ``world_size`` and each rank's wall seconds trained in this call (the others' wall
+        includes waiting for rank 0's evaluations)."""
         bar.close()
         if own_stream is not None and hasattr(own_stream, "close"):
             own_stream.close()
         wall, cpu = self.clock.stop()
+        extra = {}
+        if self.world.parallel and gather:
+            ranks = distributed.gather_floats([self.clock.before - self.trained_at_start],
+                                              self.world, self.device)
+            extra = {"world_size": self.world.size, "rank_wall_seconds": [r[0] for r in ranks]}
         if booked:  # a resumed, already finished run trained nothing: book nothing
-            book_train(self.ledger, wall, cpu, self.step, self.timers)
+            book_train(self.ledger, wall, cpu, self.step, self.timers, **extra)
         if writer is not None:
             writer.close()
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from qptbench.ledger import Ledger, cpu_seconds, read_jsonl
+from qptbench.training import distributed
 from qptbench.training.checkpoints import (
     check_plain,
     load_checkpoint,
@@ -103,6 +104,10 @@ class RunState:
         self.clock = Clock(0.0)
         self.consecutive_skips, self.logs = 0, {}
         self.last_check, self.attempted = 0.0, False
+        self.trained_at_start = 0.0
+        # under torchrun rank 0 alone writes the run directory (training.distributed)
+        self.world = distributed.current()
+        self.device = next((p.device for p in model.parameters()), torch.device("cpu"))
 
     # -- start, checkpoints ---------------------------------------------------------------------
 
@@ -113,17 +118,19 @@ class RunState:
         if resume and self.ckpt_path.exists():
             trained_s = self._load(load_checkpoint(self.ckpt_path))
         else:
-            for name in ("train.jsonl", "metrics.jsonl", "best.pt"):
-                (self.out_dir / name).unlink(missing_ok=True)
             seed_everything(self.config.seed)
-            (self.out_dir / "train_config.json").write_text(json.dumps(asdict(self.config),
-                                                                       indent=1))
+            if self.world.main:
+                for name in ("train.jsonl", "metrics.jsonl", "best.pt"):
+                    (self.out_dir / name).unlink(missing_ok=True)
+                (self.out_dir / "train_config.json").write_text(
+                    json.dumps(asdict(self.config), indent=1))
         self.clock = Clock(trained_s)
 
     def _load(self, ckpt: dict[str, Any]) -> float:
         """Weights, optimiser, EMA, counters and RNG from a checkpoint; logs written after it are
         dropped.  Returns the wall time trained before it."""
         config = self.config
+        distributed.check_resume(ckpt.get("world_size"), self.world, self.ckpt_path)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.ema is not None and ckpt.get("ema") is not None:
@@ -140,7 +147,8 @@ class RunState:
         self.step_seconds.extend(ckpt.get("step_seconds", []))
         set_rng_state(ckpt["rng"])
         for name in ("train.jsonl", "metrics.jsonl"):  # drop rows logged after the checkpoint
-            truncate_after(self.out_dir / name, self.step)
+            if self.world.main:
+                truncate_after(self.out_dir / name, self.step)
         if self.best_path.exists():  # written after the checkpoint it belongs to: it is the newer
             best = load_checkpoint(self.best_path)
             if best.get("metric") == config.best_metric and best["step"] <= self.step:
@@ -148,6 +156,8 @@ class RunState:
         return trained_s
 
     def save(self, pending: bool = False) -> None:
+        if not self.world.main:
+            return
         save_atomic({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                      "ema": None if self.ema is None else self.ema.shadow, "step": self.step,
                      "skipped": self.skipped_total, "consumed": self.consumed,
@@ -155,7 +165,8 @@ class RunState:
                      "warmup_fraction": self.warmup_fraction, "best_step": self.best_step,
                      "best_value": self.best_value, "eval_pending": pending,
                      "next_eval_point": self.next_point, "step_seconds": list(self.step_seconds),
-                     "config": asdict(self.config), **(self.extra_state or {})}, self.ckpt_path)
+                     "config": asdict(self.config), "world_size": self.world.size,
+                     **(self.extra_state or {})}, self.ckpt_path)
 
     # -- evaluations ----------------------------------------------------------------------------
 
@@ -251,9 +262,9 @@ def truncate_after(path: Path, step: int) -> None:
 
 
 def book_train(ledger: Ledger | None, wall: float, cpu: float, step: int,
-               timers: dict[str, float]) -> None:
+               timers: dict[str, float], **extra: Any) -> None:
     """Book a training segment: wall and CPU seconds (``ledger.cpu_seconds``: reaped children
-    included)."""
+    included); ``extra``: more fields for the entry."""
     if ledger is not None:
         ledger.record("train", wall, cpu, step=step,
-                      **{f"{k}_seconds_cumulative": v for k, v in timers.items()})
+                      **{f"{k}_seconds_cumulative": v for k, v in timers.items()}, **extra)
