@@ -7,7 +7,7 @@ import math
 
 import typer
 
-from qptbench.cli.common import friendly
+from qptbench.cli.common import auxbasis_option, eri_option, friendly
 from qptbench.dft.geometry import builtin_names
 
 data_app = typer.Typer(help="Inspect dataset files: splits, labels, cost.", no_args_is_help=True,
@@ -141,6 +141,8 @@ def label(
                               help="Gaussian basis set (PySCF name)."),
     grid_level: int = typer.Option(3, "--grid-level", metavar="0-9",
                                    help="PySCF DFT grid level."),
+    eri: str = eri_option(),
+    auxbasis: str = auxbasis_option(),
     workers: int = typer.Option(None, "--workers", "-w", metavar="N",
                                 help="Worker processes on this machine.  [default: all cores "
                                 "(os.sched_getaffinity)]"),
@@ -169,7 +171,7 @@ def label(
     from qptbench.data.labelling import LabellingInterrupted, label_dataset
     from qptbench.dft.level import LevelOfTheory
 
-    level = LevelOfTheory(basis=basis, xc=xc, grid_level=grid_level)
+    level = LevelOfTheory(basis=basis, xc=xc, grid_level=grid_level, eri=eri, auxbasis=auxbasis)
     try:
         summary = label_dataset(file, level, workers=workers, threads_per_worker=threads,
                                 scheduler=scheduler, limit=limit, conv_tol=conv_tol,
@@ -218,8 +220,10 @@ def info(
                f"{out['sampler'].get('kind', '?')}")
     typer.echo("splits (failed SCFs excluded): " + ", ".join(
         f"{k} {v}" for k, v in out["splits"].items()))
+    fitted = f", density fitting ({lot['auxbasis']})" if lot and lot.get("eri") == "df" else ""
     typer.echo("level of theory: " + (f"{lot['xc']}/{lot['basis']}, grid level "
-                                      f"{lot['grid_level']}" if lot else "none (unlabelled)"))
+                                      f"{lot['grid_level']}{fitted}" if lot else
+                                      "none (unlabelled)"))
     typer.echo(f"labels: {out['n_labelled']} labelled, {out['n_failed']} failed, "
                f"{out['n_unlabelled']} to do")
     typer.echo(f"data creation: {line}")

@@ -8,7 +8,7 @@ import time
 
 import typer
 
-from qptbench.cli.common import MOLECULES, friendly
+from qptbench.cli.common import MOLECULES, auxbasis_option, eri_option, friendly
 from qptbench.cli.memory import guard, memory_limit_option
 
 
@@ -27,6 +27,8 @@ def scf(
                               help="Gaussian basis set (PySCF name)."),
     grid_level: int = typer.Option(3, "--grid-level", metavar="0-9",
                                    help="PySCF DFT grid level."),
+    eri: str = eri_option(),
+    auxbasis: str = auxbasis_option(),
     device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda",
                                help="Device for our SCF."),
     conv_tol: float = typer.Option(1e-10, "--conv-tol", metavar="HA",
@@ -49,7 +51,7 @@ def scf(
     from qptbench.runtime import resolve_device, synchronize
 
     mol = load_molecule(molecule, xyz, charge)
-    level = LevelOfTheory(basis=basis, xc=xc, grid_level=grid_level)
+    level = LevelOfTheory(basis=basis, xc=xc, grid_level=grid_level, eri=eri, auxbasis=auxbasis)
     dev = resolve_device(device)
     from qptbench.methods.memory import scf_need
 
@@ -74,6 +76,7 @@ def scf(
         "iterations": ours.iterations,
         "pyscf_iterations": ref.cycles,
         "n_ao": tensors.n_ao,
+        "n_aux": None if tensors.df_b is None else int(tensors.df_b.shape[0]),
         "n_grid": tensors.n_grid,
         "seconds": ours.seconds,
         "tensor_seconds": prep_seconds,
@@ -91,7 +94,8 @@ def _print_scf(r: dict) -> None:
     lot = r["level_of_theory"]
     typer.echo(
         f"{r['molecule']}: {lot['xc']}/{lot['basis']}, grid level {lot['grid_level']}, "
-        f"N_AO={r['n_ao']}, {r['n_grid']} grid points, device {r['device']}"
+        + (f"density fitting ({lot['auxbasis']}), " if lot.get("eri") == "df" else "")
+        + f"N_AO={r['n_ao']}, {r['n_grid']} grid points, device {r['device']}"
     )
     rows = [
         ("", "energy (Ha)", "converged", "iterations", "wall (s)"),

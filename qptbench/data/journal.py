@@ -128,7 +128,9 @@ def fold(path: Path, conv_tol: float | None = None, max_cycle: int | None = None
             level = json.dumps(entry.level.as_dict())
             if "level" not in labels.attrs:
                 labels.attrs["level"] = level
-            elif labels.attrs["level"] != level:
+            elif LevelOfTheory(**json.loads(labels.attrs["level"])) != entry.level:
+                # compared as levels, not JSON text: a file labelled before a field was added
+                # (eri, auxbasis) stores the level without it, and that means its default
                 raise InputError(f"{entry.path} was labelled at {level}, the file at "
                                  f"{labels.attrs['level']}")
         if conv_tol is not None:

@@ -4,8 +4,9 @@ Closed-shell RKS, PySCF's conventions:
     E(D) = tr(D h) + ½ tr(D J) − ¼ a tr(D K) + E_xc[ρ] + E_nuc
     F(D) = h + J − ½ a K + V_xc                     (= dE/dD for symmetric D)
 with J_ij = Σ_kl (ij|kl) D_kl, K_il = Σ_jk (ij|kl) D_jk and a the functional's exact-exchange
-fraction.  ``energy(t, H)`` is the loss QPT trains with: the energy of the aufbau density of H,
-optionally after extra (mixed) Fock iterations — the paper's "DFT-iteration sandwich".
+fraction; (ij|kl) are the exact ERIs or, at a density-fitted level, the fitted ones.
+``energy(t, H)`` is the loss QPT trains with: the energy of the aufbau density of H, optionally
+after extra (mixed) Fock iterations — the paper's "DFT-iteration sandwich".
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from qptbench.dft.density import aufbau_density
+from qptbench.dft.density_fitting import df_coulomb_exchange
 from qptbench.dft.tensors import DFTTensors
 from qptbench.dft.xc import eval_xc
 
@@ -33,6 +35,16 @@ def coulomb_exchange(
     d_rows = dm.reshape(1, 1, n * n).expand(n, 1, n * n)
     k = torch.bmm(d_rows, eri.reshape(n, n * n, n)).reshape(n, n)
     return j, k
+
+
+def coulomb_exchange_of(
+    t: DFTTensors, dm: torch.Tensor, with_k: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """J and K of a density at the tensors' level: from the dense ERIs, or from the fitted
+    factor when the level is density-fitted (``t.df_b``; then ``t.eri`` is None)."""
+    if t.df_b is not None:
+        return df_coulomb_exchange(t.df_b, dm, with_k)
+    return coulomb_exchange(t.eri, dm, with_k)
 
 
 GRID_BLOCK = 4096  # points per block: (3, N, block) temporaries stay in cache; smaller blocks
@@ -98,7 +110,7 @@ def _xc_block(t, weights, ao, ao_grad, dm, keep_graph):
 def energy_and_fock(t: DFTTensors, dm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Total energy (Ha, scalar) and Fock matrix (N, N) of a density, by plain autograd ops."""
     hyb = t.xc.hyb
-    j, k = coulomb_exchange(t.eri, dm, with_k=hyb != 0)
+    j, k = coulomb_exchange_of(t, dm, with_k=hyb != 0)
     e_xc, v_xc = xc_energy_potential(t, dm)
     e_one = (dm * t.h_core).sum()
     e_coul = 0.5 * (dm * j).sum()

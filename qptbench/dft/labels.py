@@ -10,7 +10,7 @@ import numpy as np
 
 from qptbench.dft.geometry import Molecule
 from qptbench.dft.level import LevelOfTheory
-from qptbench.dft.tensors import build_grids, build_mole
+from qptbench.dft.tensors import build_auxmol, build_grids, build_mole
 
 
 @dataclass
@@ -31,12 +31,19 @@ class PySCFResult:
 
 
 def make_rks(molecule: Molecule, level: LevelOfTheory | None = None, max_cycle: int = 100):
-    """A PySCF RKS object at ``level`` with its grid built exactly as ``tensors.build_tensors``."""
+    """A PySCF RKS object at ``level`` with its grid built exactly as ``tensors.build_tensors``.
+
+    At a density-fitted level (``level.eri == "df"``) it is PySCF's DF-RKS with the same
+    auxiliary basis, so labels and our energies share one level of theory.
+    """
     from pyscf import dft
 
     level = level or LevelOfTheory()
     mol = build_mole(molecule, level.basis)
     mf = dft.RKS(mol)
+    if level.is_df:
+        build_auxmol(mol, level.auxbasis)  # a bad name fails here, in one line, not in the SCF
+        mf = mf.density_fit(auxbasis=level.auxbasis)
     mf.xc = level.xc
     mf.grids = build_grids(mol, level.grid_level)
     mf.max_cycle = max_cycle

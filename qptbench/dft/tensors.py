@@ -1,7 +1,8 @@
 """Everything the torch energy needs, computed once per geometry with PySCF.
 
-This is the only module (with ``labels.py``) that imports PySCF: from here on the data are plain
-float64 torch tensors, so the energy, the models and the training loop never touch PySCF.
+This module (with ``labels.py`` and ``density_fitting.py``) is the one that imports PySCF: from
+here on the data are plain float64 torch tensors, so the energy, the models and the training loop
+never touch PySCF.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np
 import torch
 
+from qptbench.dft.density_fitting import df_factor
 from qptbench.dft.geometry import Molecule
 from qptbench.dft.level import LevelOfTheory
 from qptbench.dft.xc import Functional, get_functional
@@ -30,12 +32,14 @@ class DFTTensors:
     h_core: torch.Tensor        # T + V_nuc (N, N)
     l_inv: torch.Tensor         # L⁻¹ with S = L Lᵀ (N, N): H C = S C ε  <=>  (L⁻¹HL⁻ᵀ) U = U ε
     dm_minao: torch.Tensor      # PySCF's minao guess density (N, N)
-    eri: torch.Tensor           # (ij|kl), dense (N, N, N, N)
+    eri: torch.Tensor | None    # (ij|kl), dense (N, N, N, N); None when density-fitted
     weights: torch.Tensor       # grid weights (G,)
     ao: torch.Tensor            # AO values on the grid (N, G): PySCF's own layout, no copy
     ao_grad: torch.Tensor | None  # AO gradients (3, N, G); None for LDA functionals
     xc: Functional
     level: LevelOfTheory
+    # density fitting (level.eri == "df"): B (N_aux, N, N) with (ij|kl) ≈ Σ_Q B_Qij B_Qkl
+    df_b: torch.Tensor | None = None
     seconds: dict[str, float] = field(default_factory=dict, compare=False)  # preparation wall time
 
     @property
@@ -59,12 +63,11 @@ class DFTTensors:
         return replace(self, **moved)
 
 
-def build_mole(molecule: Molecule, basis: str = "def2-svp"):
-    """A PySCF ``Mole`` (Å in, closed shell) with one-line errors for what PySCF would bury."""
+def check_basis(basis: str, symbols: Sequence[str], kind: str = "basis") -> None:
+    """One-line InputError unless PySCF has ``basis`` for every element (``kind`` names it)."""
     from pyscf import gto
 
-    basis = basis.lower()
-    for symbol in dict.fromkeys(molecule.symbols):
+    for symbol in dict.fromkeys(symbols):
         with warnings.catch_warnings():  # PySCF suggests installing basis-set-exchange
             warnings.simplefilter("ignore")
             try:
@@ -73,11 +76,19 @@ def build_mole(molecule: Molecule, basis: str = "def2-svp"):
                 text = str(exc).lower()
                 if "not found for" in text:
                     raise InputError(
-                        f"basis {basis!r} has no functions for element {symbol}"
+                        f"{kind} {basis!r} has no functions for element {symbol}"
                     ) from None
-                raise InputError(f"unknown basis set {basis!r} (PySCF cannot load it)") from None
+                raise InputError(f"unknown {kind} set {basis!r} (PySCF cannot load it)") from None
         if not shells:
-            raise InputError(f"basis {basis!r} has no functions for element {symbol}")
+            raise InputError(f"{kind} {basis!r} has no functions for element {symbol}")
+
+
+def build_mole(molecule: Molecule, basis: str = "def2-svp"):
+    """A PySCF ``Mole`` (Å in, closed shell) with one-line errors for what PySCF would bury."""
+    from pyscf import gto
+
+    basis = basis.lower()
+    check_basis(basis, molecule.symbols)
     mol = gto.Mole()
     mol.atom = [(s, tuple(r)) for s, r in zip(molecule.symbols, molecule.positions, strict=True)]
     mol.unit = "Angstrom"
@@ -87,6 +98,14 @@ def build_mole(molecule: Molecule, basis: str = "def2-svp"):
     mol.verbose = 0
     mol.build()
     return mol
+
+
+def build_auxmol(mol, auxbasis: str):
+    """The auxiliary-basis ``Mole`` PySCF's ``density_fit(auxbasis=...)`` builds for ``mol``."""
+    from pyscf.df import addons
+
+    check_basis(auxbasis, [mol.atom_pure_symbol(i) for i in range(mol.natm)], "auxiliary basis")
+    return addons.make_auxmol(mol, auxbasis)
 
 
 @dataclass(frozen=True)
@@ -154,7 +173,11 @@ def build_tensors(
     level: LevelOfTheory | None = None,
     device: torch.device | str = "cpu",
 ) -> DFTTensors:
-    """Integrals, Cholesky orthogonaliser, minao guess and grid for one geometry."""
+    """Integrals, Cholesky orthogonaliser, minao guess and grid for one geometry.
+
+    The two-electron part follows ``level.eri``: dense (ij|kl) in ``eri``, or for "df" only the
+    fitted factor ``df_b`` (``eri`` is None), never both.
+    """
     from pyscf import scf
     from pyscf.dft import numint
 
@@ -172,8 +195,12 @@ def build_tensors(
     seconds["one_electron"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
-    eri = _dense_eri(mol, level.eri_threshold)
-    seconds["eri"] = time.perf_counter() - tic
+    eri = df_b = None
+    if level.is_df:
+        df_b = df_factor(mol, build_auxmol(mol, level.auxbasis))
+    else:
+        eri = _dense_eri(mol, level.eri_threshold)
+    seconds["eri"] = time.perf_counter() - tic  # the two-electron part, dense or fitted
 
     tic = time.perf_counter()
     grids = build_grids(mol, level.grid_level)
@@ -199,12 +226,13 @@ def build_tensors(
         h_core=t(h_core),
         l_inv=t(l_inv),
         dm_minao=t(dm_minao),
-        eri=t(eri),
+        eri=None if eri is None else t(eri),
         weights=t(weights),
         ao=t(ao),
         ao_grad=None if ao_grad is None else t(ao_grad),
         xc=func,
         level=level,
+        df_b=None if df_b is None else t(df_b),
         seconds=seconds,
     )
 

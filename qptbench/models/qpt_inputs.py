@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 import torch
 
-from qptbench.dft.energy import coulomb_exchange, fock, xc_energy_potential
+from qptbench.dft.energy import coulomb_exchange_of, fock, xc_energy_potential
 from qptbench.dft.frames import principal_frame
 from qptbench.dft.geometry import Molecule
 from qptbench.dft.level import LevelOfTheory
@@ -84,7 +84,7 @@ def dft_biases(t: DFTTensors, token_positions: torch.Tensor) -> tuple[torch.Tens
     """(biases (7, N, N) float32, H_init (N, N) float64) from the minao density."""
     with torch.no_grad():
         d0 = t.dm_minao
-        j, k = coulomb_exchange(t.eri, d0, with_k=t.xc.hyb != 0)
+        j, k = coulomb_exchange_of(t, d0, with_k=t.xc.hyb != 0)
         jk = j if k is None else j - 0.5 * t.xc.hyb * k
         _, v_xc = xc_energy_potential(t, d0)
         h_init = fock(t, d0)

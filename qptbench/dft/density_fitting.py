@@ -1,0 +1,63 @@
+"""Density fitting (resolution of the identity) for J and K: the 3-index factor and its use.
+
+With (P|Q) = L Lᵀ over an auxiliary basis, B[Q, μν] = Σ_P (L⁻¹)_QP (P|μν) gives
+(μν|λσ) ≈ Σ_Q B[Q, μν] B[Q, λσ], so
+    J = Σ_Q B_Q tr(B_Q D)        K = Σ_Q B_Q D B_Q
+for any D (symmetric or not, idempotent or mixed): the fitted ERIs are used exactly, never a
+factor of D, so the DFT-iteration sandwich differentiates through these products as they are.
+Memory is N_aux N² instead of N⁴ (uracil def2-svp: 0.09 GB instead of 2.4 GB); the fitted SCF
+energy differs from the exact one by 1e-5 (water) to 4e-5 Ha (ethanol), which makes "df" its own
+level of theory.
+
+PySCF is imported inside ``df_factor`` only; the J/K products are plain torch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+# PySCF drops (P|Q) eigenvalues below this when its Cholesky fails (df.incore.LINEAR_DEP_THR)
+LINDEP_THRESHOLD = 1e-7
+
+
+def df_factor(mol, auxmol) -> np.ndarray:
+    """B (N_aux, N, N) of a molecule and its auxiliary ``Mole`` (``tensors.build_auxmol``),
+    symmetric in its last two indices, float64.
+
+    Square rather than packed pairs: K = Σ_Q B_Q D B_Q is then two dense matrix products with no
+    unpacking per Fock build (an unpacked copy would cost the same memory anyway); J reads the
+    same array as one (N_aux, N²) matrix.
+    """
+    import scipy.linalg
+    from pyscf import lib
+    from pyscf.df import incore
+
+    j2c = auxmol.intor("int2c2e", hermi=1)                                    # (P|Q)
+    j3c = incore.aux_e2(mol, auxmol, "int3c2e", aosym="s2ij").reshape(-1, auxmol.nao)
+    # j3c is (μ≥ν pairs, P); its transpose is PySCF's C-ordered (P, pairs) memory, no copy
+    try:
+        low = scipy.linalg.cholesky(j2c, lower=True)
+        packed = scipy.linalg.solve_triangular(low, j3c.T, lower=True, check_finite=False)
+    except scipy.linalg.LinAlgError:
+        # A nearly linearly dependent fitting basis: PySCF then whitens by the eigenvectors of
+        # (P|Q) above LINDEP_THRESHOLD; doing the same keeps the fitted ERIs identical to its.
+        w, v = scipy.linalg.eigh(j2c)
+        keep = w > LINDEP_THRESHOLD
+        packed = (v[:, keep] / np.sqrt(w[keep])).T @ j3c.T
+    return lib.unpack_tril(np.ascontiguousarray(packed))
+
+
+def df_coulomb_exchange(
+    b: torch.Tensor, dm: torch.Tensor, with_k: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """J (N, N) and K (N, N) of a density from the fitted factor B (N_aux, N, N)."""
+    n_aux, n = b.shape[0], dm.shape[-1]
+    b_flat = b.reshape(n_aux, n * n)
+    j = ((b_flat @ dm.reshape(n * n)) @ b_flat).reshape(n, n)
+    if not with_k:
+        return j, None
+    # K_μσ = Σ_Q Σ_λ (B_Q D)_μλ (B_Q)_λσ: one (N, N_aux N) @ (N_aux N, N) product after B_Q D
+    x = torch.matmul(b, dm)                                       # (N_aux, N, N)
+    k = x.transpose(0, 1).reshape(n, n_aux * n) @ b.reshape(n_aux * n, n)
+    return j, k

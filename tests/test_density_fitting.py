@@ -1,0 +1,212 @@
+"""Density fitting as a level of theory: our DF energy, Fock, SCF and gradients against PySCF's
+DF-RKS, DF against dense, and the level's validation and compatibility with saved levels."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from conftest import random_symmetric
+from typer.testing import CliRunner
+
+from qptbench.data import journal
+from qptbench.data.splits import make_splits
+from qptbench.data.store import Dataset, create_dataset
+from qptbench.dft.density import aufbau_density
+from qptbench.dft.energy import energy, energy_and_fock, fock, total_energy
+from qptbench.dft.geometry import Molecule
+from qptbench.dft.labels import make_rks, pyscf_rks
+from qptbench.dft.level import LevelOfTheory
+from qptbench.dft.scf import run_scf
+from qptbench.dft.tensors import build_auxmol, build_mole, build_tensors
+from qptbench.errors import InputError
+
+
+def _methane() -> Molecule:
+    d = 1.087 / 3**0.5
+    pos = [[0, 0, 0], [d, d, d], [-d, -d, d], [-d, d, -d], [d, -d, -d]]
+    return Molecule.from_arrays(["C", "H", "H", "H", "H"], pos, name="methane")
+
+
+MOLECULES = {"water": Molecule.builtin("water").displaced(5, scale=0.05),
+             "methane": _methane().displaced(6, scale=0.05)}
+# (molecule, basis, functional, grid level): both molecules, both bases, a hybrid and a GGA
+CASES = [("water", "sto-3g", "b3lyp5", 1), ("water", "6-31g", "pbe", 2),
+         ("methane", "6-31g", "b3lyp5", 1), ("methane", "sto-3g", "pbe", 2)]
+
+
+def _name(case: tuple) -> str:
+    return "-".join(map(str, case))
+
+
+@functools.lru_cache(maxsize=8)
+def _tensors(name: str, basis: str, xc: str, grid_level: int, eri: str = "df"):
+    level = LevelOfTheory(basis=basis, xc=xc, grid_level=grid_level, eri=eri)
+    return MOLECULES[name], level, build_tensors(MOLECULES[name], level)
+
+
+def _mixed_density(t) -> torch.Tensor:
+    """Half and half of two aufbau densities of randomly disturbed minao Fock matrices: symmetric,
+    not idempotent, as the sandwich's mixed iterations make them."""
+    with torch.no_grad():
+        h0 = fock(t, t.dm_minao)
+        d1, d2 = (aufbau_density(h0 + random_symmetric(t.n_ao, seed, 0.05), t.l_inv, t.n_occ)
+                  for seed in (7, 8))
+    dm = 0.5 * (d1 + d2)
+    assert float((dm @ t.overlap @ dm - 2 * dm).abs().max()) > 1e-3  # really not idempotent
+    return dm
+
+
+@pytest.mark.parametrize("case", CASES, ids=_name)
+def test_df_energy_and_fock_match_pyscf_df(case):
+    mol, level, t = _tensors(*case)
+    assert t.eri is None and t.df_b is not None
+    n_aux = build_auxmol(build_mole(mol, level.basis), level.auxbasis).nao
+    assert t.df_b.shape == (n_aux, t.n_ao, t.n_ao) and n_aux > t.n_ao
+    mf = make_rks(mol, level)
+    assert mf.with_df.auxbasis == "def2-universal-jkfit"  # PySCF fits too, with the same basis
+    dm = _mixed_density(t)
+    e, f = energy_and_fock(t, dm)
+    e_ref = mf.energy_tot(dm=dm.numpy())
+    assert abs(float(e) - e_ref) <= 1e-9, float(e) - e_ref
+    assert np.abs(f.numpy() - mf.get_fock(dm=dm.numpy())).max() <= 1e-8
+    assert float(total_energy(t, dm)) == pytest.approx(float(e), abs=1e-12)
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[2]], ids=_name)
+def test_df_scf_matches_pyscf_df_scf(case):
+    mol, level, t = _tensors(*case)
+    ours = run_scf(t, conv_tol=1e-10)
+    ref = pyscf_rks(mol, level, conv_tol=1e-10)
+    assert ours.converged and ref.converged
+    assert abs(ours.energy - ref.energy) <= 1e-7, ours.energy - ref.energy
+
+
+def _fd(t, h0, v, mixes, step):
+    with torch.no_grad():
+        return (energy(t, h0 + step * v, mixes) - energy(t, h0 - step * v, mixes)) / (2 * step)
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[3]], ids=_name)
+def test_df_sandwich_gradient_matches_finite_differences(case):
+    """dE/dH through one mixed iteration: autograd differentiates F(D) through the fitted J/K."""
+    _, _, t = _tensors(*case)
+    with torch.no_grad():
+        h0 = fock(t, t.dm_minao) + random_symmetric(t.n_ao, 5, scale=0.01)
+    mixes = (0.5,)
+    h = h0.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(energy(t, h, mixes), h)
+    for v in (grad / grad.norm(), random_symmetric(t.n_ao, 9)):
+        v = v / v.norm()
+        step = 2e-4
+        fd = (4 * _fd(t, h0, v, mixes, step / 2) - _fd(t, h0, v, mixes, step)) / 3  # Richardson
+        analytic = float((grad * v).sum())
+        assert abs(analytic - float(fd)) <= 1e-6 * abs(float(fd)) + 1e-9, (analytic, float(fd))
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[2]], ids=_name)
+def test_df_differs_from_dense_by_a_small_fitting_error(case):
+    """Proves DF was really used, and that it fits well: 1e-7 < |E_df − E_dense| < 1e-2 Ha."""
+    _, _, t_df = _tensors(*case)
+    _, _, t_dense = _tensors(*case, eri="dense")
+    assert t_dense.df_b is None and t_dense.eri is not None
+    dm = _mixed_density(t_dense)
+    e_df, f_df = energy_and_fock(t_df, dm)
+    e_dense, f_dense = energy_and_fock(t_dense, dm)
+    assert 1e-7 < abs(float(e_df - e_dense)) < 1e-2, float(e_df - e_dense)
+    assert 0 < float((f_df - f_dense).abs().max()) < 1e-2
+
+
+def test_dense_path_is_plain_rks_still():
+    mol, level, t = _tensors("water", "sto-3g", "b3lyp5", 1, eri="dense")
+    mf = make_rks(mol, level)
+    assert getattr(mf, "with_df", None) is None  # plain RKS, exact integrals
+    dm = _mixed_density(t)
+    e, f = energy_and_fock(t, dm)
+    assert abs(float(e) - mf.energy_tot(dm=dm.numpy())) <= 1e-9
+    assert np.abs(f.numpy() - mf.get_fock(dm=dm.numpy())).max() <= 1e-8
+
+
+def test_df_tensors_serve_the_qpt_inputs():
+    from qptbench.models.qpt_inputs import dft_biases
+
+    _, _, t = _tensors("water", "sto-3g", "b3lyp5", 1)
+    biases, h_init = dft_biases(t, torch.zeros(t.n_ao, 3))
+    assert torch.isfinite(biases).all()
+    assert torch.equal(h_init, fock(t, t.dm_minao))
+
+
+def test_level_validation_and_old_levels():
+    for bad in ("ri", "", "dense-ish"):
+        with pytest.raises(InputError, match="eri must be one of dense, df") as err:
+            LevelOfTheory(eri=bad)
+        assert "\n" not in str(err.value)
+    with pytest.raises(InputError, match="dense ERIs only"):
+        LevelOfTheory(eri="df", eri_threshold=1e-8)
+    level = LevelOfTheory(eri="DF", auxbasis="Def2-Universal-JKFIT")
+    assert (level.eri, level.auxbasis) == ("df", "def2-universal-jkfit")
+    assert {"eri": "df", "auxbasis": "def2-universal-jkfit"}.items() <= level.as_dict().items()
+    # a level saved before eri/auxbasis existed loads as the dense level it was
+    old = {"basis": "def2-svp", "xc": "b3lyp5", "grid_level": 3, "eri_threshold": 0.0}
+    assert LevelOfTheory(**old) == LevelOfTheory()
+    assert LevelOfTheory(**old) != LevelOfTheory(eri="df")
+
+
+def test_unknown_auxbasis_is_one_line():
+    level = LevelOfTheory(basis="sto-3g", grid_level=0, eri="df", auxbasis="no-such-fit")
+    for build in (build_tensors, make_rks):
+        with pytest.raises(InputError, match="unknown auxiliary basis set 'no-such-fit'"):
+            build(MOLECULES["water"], level)
+
+
+def test_label_store_from_before_eri_accepts_dense_refuses_df(tmp_path):
+    """A file whose stored level has no eri/auxbasis keys is dense: new dense labels fold in,
+    DF labels are refused (one store, one level)."""
+    confs = [MOLECULES["water"].displaced(k, 0.02) for k in range(3)]
+    path = create_dataset(tmp_path / "w.h5", confs, sampler={"kind": "test"},
+                          splits=make_splits(3, 1, 1, seed=0), split_seed=0, split_rule="given")
+    rng = np.random.default_rng(0)
+
+    def label(i, level):
+        a = rng.normal(size=(4, 4))
+        journal.commit(path, i, 1, level, dict(
+            energy=-1.0, fock=a + a.T, overlap=np.eye(4), mo_energy=np.arange(4.0), n_occ=2,
+            cycles=5, converged=True, wall_seconds=1.0, cpu_seconds=1.0, threads=1, host="h",
+            pyscf_version="v", reason=""))
+
+    label(0, LevelOfTheory())
+    journal.fold(path)
+    old = {"basis": "def2-svp", "xc": "b3lyp5", "grid_level": 3, "eri_threshold": 0.0}
+    with h5py.File(path, "r+") as f:
+        f["labels"].attrs["level"] = json.dumps(old)  # as written before eri existed
+    label(1, LevelOfTheory())
+    journal.fold(path)
+    with Dataset.open(path) as ds:
+        assert ds.level == LevelOfTheory() and len(ds.labelled()) == 2
+    label(2, LevelOfTheory(eri="df"))
+    with pytest.raises(InputError, match="labelled at"):
+        journal.fold(path)
+
+
+def test_cli_scf_with_density_fitting(tmp_path, monkeypatch):
+    from qptbench.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(app, ["scf", "-m", "water", "--basis", "sto-3g", "--grid-level", "1",
+                                 "--eri", "df", "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["level_of_theory"]["eri"] == "df" and out["n_aux"] > out["n_ao"]
+    assert out["converged"] and out["abs_diff_hartree"] < 1e-7
+    bad = runner.invoke(app, ["scf", "-m", "water", "--eri", "ri"])
+    assert bad.exit_code == 2
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and "eri must be one of dense, df" in lines[0]
+    for command in (["scf"], ["label"]):
+        text = " ".join(runner.invoke(app, [*command, "--help"]).stdout.split())
+        assert "--eri" in text and "--auxbasis" in text and "1e-5 Ha" in text
