@@ -84,6 +84,21 @@ def test_resume_on_another_world_size_is_refused(ddp_run, tmp_path):
               resume=True, progress=False)
 
 
+def test_ranks_skip_together_and_stop_together_on_a_budget(tmp_path):
+    """Rank 1 skips its first molecule and is slower; the budget is rank 0's clock.  Without
+    the collective skip or the shared stop, one rank would wait in an all-reduce the other
+    never reaches (the subprocess timeout would end the test)."""
+    proc = _torchrun([str(HERE / "ddp_one_step.py"), str(tmp_path), "budget"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"budget{r}.pt", weights_only=True) for r in (0, 1)]
+    assert ranks[0]["step"] == ranks[1]["step"] >= 2
+    assert ranks[0]["skipped"] == ranks[1]["skipped"] == 1
+    for n, p in ranks[0]["params"].items():
+        assert torch.equal(p, ranks[1]["params"][n]), n
+    first = json.loads((tmp_path / "budget" / "train.jsonl").read_text().splitlines()[0])
+    assert first["skipped"] and first["skip_reason"] == "another rank skipped its micro-batch"
+
+
 def test_single_process_checkpoints_say_one(tmp_path):
     _one_step((prepared(0),), tmp_path)
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["world_size"] == 1
