@@ -68,7 +68,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 5 min estimated since: ~9 passes over the map outweigh the 20 PySCF labels (~80 s).
     "smoke": dict(grid=4, n_train=4, qpt_preset="smoke", qpt_steps=6, qhnet_preset="tiny",
                   qhnet_steps=6, grid_level=1, seeds=1, scf_molecules=0),
-    # About 40 minutes on a 2-core CPU, alone on it (README: where the time goes): the
+    # 42 min measured alone on a 2-core AMD EPYC (results/alanine-small, README): the
     # smallest map with points in the band (10 × 10), one seed.  The evaluator rebuilds a map
     # point's tensors (~1.5 s) on each of ~9 passes over the map, which costs more than its
     # PySCF label (~4 s); the 24 training labels (~2 min) leave the baseline ~1.5 min of its
