@@ -77,6 +77,8 @@ class HarnessConfig:
     xc: str = "b3lyp5"
     basis: str = "def2-svp"
     grid_level: int = 1
+    eri: str = "dense"           # two-electron integrals: dense | df (labels and QPT alike)
+    auxbasis: str = "def2-universal-jkfit"
     seed: int = 0                # sampling and split seed; training seeds are 0..seeds-1
     # QPT's training conformations (training/qpt_sources.py): None = the dataset's train split;
     # "dihedral" = fresh alanine-dipeptide draws from train_region each step (experiments/)
@@ -84,7 +86,8 @@ class HarnessConfig:
     train_region: str | None = None  # (φ, ψ) box, "0:180" or "0:180,0:90" (data/regions.py)
 
     def level(self) -> LevelOfTheory:
-        return LevelOfTheory(basis=self.basis, xc=self.xc, grid_level=self.grid_level)
+        return LevelOfTheory(basis=self.basis, xc=self.xc, grid_level=self.grid_level,
+                             eri=self.eri, auxbasis=self.auxbasis)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -124,6 +127,7 @@ def make_config(preset: str, **overrides: Any) -> HarnessConfig:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
     if cfg.budget_hours is not None and not cfg.budget_hours > 0:
         raise InputError(f"--budget-hours must be > 0, got {cfg.budget_hours}")
+    cfg.level()  # a bad --eri fails here, before any sampling or labelling
     return cfg
 
 

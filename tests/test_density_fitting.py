@@ -210,3 +210,30 @@ def test_cli_scf_with_density_fitting(tmp_path, monkeypatch):
     for command in (["scf"], ["label"]):
         text = " ".join(runner.invoke(app, [*command, "--help"]).stdout.split())
         assert "--eri" in text and "--auxbasis" in text and "1e-5 Ha" in text
+
+
+def test_run_and_train_qpt_carry_the_level():
+    """`run` records the level (run.json: level_of_theory and config) and hands it to every
+    QPT method; `train-qpt` builds its tensors at it; a bad value stops both in one line."""
+    from dataclasses import asdict
+    from types import SimpleNamespace
+
+    from qptbench import harness
+    from qptbench.cli import app
+    from qptbench.methods import make_method
+    from qptbench.training import qpt as tq
+
+    cfg = harness.make_config("smoke", eri="df")
+    assert cfg.level().as_dict()["eri"] == "df" and asdict(cfg)["eri"] == "df"
+    assert not harness.make_config("smoke").level().is_df
+    ctx = SimpleNamespace(settings=asdict(cfg), molecule="water", dataset="w.h5", seed=0)
+    assert make_method("qpt:energy")._config(ctx).level() == cfg.level()
+    assert tq.make_config("smoke", eri="df").level().is_df
+    for make in (harness.make_config, tq.make_config):
+        with pytest.raises(InputError, match="eri must be one of dense, df"):
+            make("smoke", eri="ri")
+    runner = CliRunner()
+    for command in (["run"], ["train-qpt"]):
+        bad = runner.invoke(app, [*command, "--preset", "smoke", "--eri", "ri"])
+        lines = bad.stderr.strip().splitlines()
+        assert bad.exit_code == 2 and len(lines) == 1 and "eri must be one of" in lines[0]

@@ -68,6 +68,7 @@ class QPTMethod:
                               train_region=s.get("train_region"),
                               dataset=str(ctx.dataset), n_val=s["n_val"],
                               xc=s["xc"], basis=s["basis"], grid_level=s["grid_level"],
+                              eri=s.get("eri"), auxbasis=s.get("auxbasis"),
                               seed=ctx.seed, eval_every=s["eval_every"],
                               eval_points=s["eval_points"], workers=0, head=self.head,
                               arch=self.arch, signal=self.signal,
@@ -83,7 +84,7 @@ class QPTMethod:
         from qptbench.models.qpt_inputs import Vocabulary
         from qptbench.training import qpt as tq
 
-        key = ("qpt-inputs", cfg.basis, cfg.xc, cfg.grid_level)
+        key = ("qpt-inputs", cfg.level())
         if key not in ctx.cache:
             preparer = tq.Preparer(Vocabulary.from_basis(cfg.basis), cfg.level())
             ctx.cache[key] = held_out_inputs(ctx.evaluator, preparer, ctx.device, ctx.ledger,

@@ -72,6 +72,8 @@ def level_of_theory(run: RunDir) -> str:
     text = f"{lot.get('xc', '?')}/{lot.get('basis', '?')}, grid {lot.get('grid_level', '?')}"
     if lot.get("eri_threshold"):
         text += f", ERI > {lot['eri_threshold']:g}"
+    if lot.get("eri") == "df":  # a level of its own (~1e-5 Ha from exact): never unlabelled
+        text += f", density fitting ({lot.get('auxbasis', '?')})"
     return text
 
 

@@ -66,6 +66,8 @@ class QPTRunConfig:
     xc: str = "b3lyp5"
     basis: str = "def2-svp"
     grid_level: int = 3
+    eri: str = "dense"                  # two-electron integrals: dense | df (density fitting)
+    auxbasis: str = "def2-universal-jkfit"  # fitting basis for eri "df"
     workers: int = 1
     eval_every: int = 250
     eval_points: int = 0                # > 0: evaluate at k/eval_points of the budget (or steps)
@@ -74,7 +76,8 @@ class QPTRunConfig:
     checkpoint_every: int = 50
 
     def level(self) -> LevelOfTheory:
-        return LevelOfTheory(basis=self.basis, xc=self.xc, grid_level=self.grid_level)
+        return LevelOfTheory(basis=self.basis, xc=self.xc, grid_level=self.grid_level,
+                             eri=self.eri, auxbasis=self.auxbasis)
 
     def train_config(self) -> TrainConfig:
         base = TrainConfig(steps=self.steps, lr=self.lr, min_lr=self.min_lr,
@@ -123,6 +126,7 @@ def make_config(preset: str, **overrides: Any) -> QPTRunConfig:
                          f"{', '.join(ARCHITECTURES)}")
     if cfg.signal == "labels" and cfg.sampler != "dataset":
         raise ValueError("the labels signal trains on a label store: use sampler 'dataset'")
+    cfg.level()  # a bad eri or grid level fails here, before any work
     return cfg
 
 
