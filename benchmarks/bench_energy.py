@@ -1,4 +1,10 @@
-"""The differentiable energy: one iteration forward, forward + backward, the QPT sandwich."""
+"""The differentiable energy: one iteration forward, forward + backward, the QPT sandwich.
+
+``backend`` is the engine: ``torch`` (``qptbench.dft.energy``) or ``jax`` (``jax_engine.energy``
+/ ``energy_and_grad`` on tensors converted once in ``setup``, results waited for with
+``block_until_ready``).  Every ``setup`` makes the first call, so only steady-state calls are
+timed; JAX's compilation is its own figure, ``JaxCompile.track_jax_compile_seconds``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ from . import common
 from .common import DEVICES, MOLECULES, Benchmark
 
 SCHEDULES = {1: (), 3: (0.5, 0.0)}  # DFT iterations -> mixes (the paper's 1 + 2 schedule)
+BACKENDS = ["torch", "jax"]
 
 
 def energy_backward(t, h0, mixes=()) -> None:
@@ -28,65 +35,142 @@ def warm_pyscf(name: str, dm):
     return mf
 
 
-class Energy(Benchmark):
-    params = (list(MOLECULES), DEVICES)
-    param_names = ("molecule", "device")
-    setup_cache = staticmethod(common.build_all_tensors)
+def require_backend(backend: str, device: str) -> None:
+    """Skip (n/a) a JAX case whose device is not JAX's default one (it would be mislabelled)."""
+    common.require_device(device)
+    if backend == "jax":
+        import jax
 
-    def setup(self, cache, name, device):
-        common.require_device(device)
-        self.t = common.load_tensors(cache, name, device)
-        self.h0 = common.initial_h(self.t)
-        energy_backward(self.t, self.h0)  # warm-up: first-call allocations
-        common.sync(device)
+        want = "gpu" if device == "cuda" else "cpu"
+        if jax.default_backend() != want:
+            raise NotImplementedError(f"JAX's default backend is {jax.default_backend()}, "
+                                      f"not {want}")
 
-    def time_forward(self, cache, name, device):
+
+def jax_inputs(t):
+    """The JAX engine's tensors and H0 (converted once, on JAX's default device)."""
+    import jax.numpy as jnp
+
+    from qptbench.dft.jax_tensors import from_torch
+
+    return from_torch(t.to("cpu")), jnp.asarray(common.initial_h(t).cpu().numpy())
+
+
+def steps(t, backend: str, device: str, mixes=()):
+    """(forward, forward + backward) callables on ``t``, each already called once (warm-up,
+    JAX compilation), each returning only when its result is ready."""
+    if backend == "torch":
         import torch
 
         from qptbench.dft.energy import energy
 
-        with torch.no_grad():
-            energy(self.t, self.h0)
-        common.sync(device)
+        h0 = common.initial_h(t)
 
-    def time_forward_backward(self, cache, name, device):
-        energy_backward(self.t, self.h0)
-        common.sync(device)
+        def forward():
+            with torch.no_grad():
+                energy(t, h0, mixes)
+            common.sync(device)
 
-    def track_gflops_forward_backward(self, cache, name, device):
+        def forward_backward():
+            energy_backward(t, h0, mixes)
+            common.sync(device)
+    elif backend == "jax":
+        import jax
+
+        from qptbench.dft import jax_engine
+
+        tj, h0 = jax_inputs(t)
+
+        def forward():
+            jax.block_until_ready(jax_engine.energy(tj, h0, mixes))
+
+        def forward_backward():
+            jax.block_until_ready(jax_engine.energy_and_grad(tj, h0, mixes))
+    else:
+        raise ValueError(f"unknown backend {backend!r}")
+    forward()
+    forward_backward()
+    return forward, forward_backward
+
+
+class Energy(Benchmark):
+    params = (list(MOLECULES), DEVICES, BACKENDS)
+    param_names = ("molecule", "device", "backend")
+    setup_cache = staticmethod(common.build_all_tensors)
+
+    def setup(self, cache, name, device, backend):
+        require_backend(backend, device)
+        self.t = common.load_tensors(cache, name, device)
+        self.forward, self.forward_backward = steps(self.t, backend, device)
+
+    def time_forward(self, cache, name, device, backend):
+        self.forward()
+
+    def time_forward_backward(self, cache, name, device, backend):
+        self.forward_backward()
+
+    def track_gflops_forward_backward(self, cache, name, device, backend):
         t = self.t
         flops = common.flops_energy(
             t.n_ao, t.n_occ, t.n_grid, common.eri_elements(t), backward=True
         )
-        return flops / common.best_time(lambda: energy_backward(t, self.h0), 3, device) / 1e9
+        return flops / common.best_time(self.forward_backward, 3, device) / 1e9
 
     track_gflops_forward_backward.unit = "GFLOP/s"
 
-    def track_ratio_to_pyscf_fock(self, cache, name, device):
+    def track_ratio_to_pyscf_fock(self, cache, name, device, backend):
         """ours E + backward / PySCF's warm Fock build + energy, same density, best of 3 each."""
         dm = self.t.dm_minao.cpu().numpy()
         mf = warm_pyscf(name, dm)
-        ours = common.best_time(lambda: energy_backward(self.t, self.h0), 3, device)
+        ours = common.best_time(self.forward_backward, 3, device)
         return ours / common.best_time(lambda: pyscf_fock_energy(mf, dm), 3)
 
     track_ratio_to_pyscf_fock.unit = "ours/PySCF"
 
 
 class Sandwich(Benchmark):
-    params = (list(MOLECULES), DEVICES, list(SCHEDULES))
-    param_names = ("molecule", "device", "dft_iterations")
+    params = (list(MOLECULES), DEVICES, list(SCHEDULES), BACKENDS)
+    param_names = ("molecule", "device", "dft_iterations", "backend")
     setup_cache = staticmethod(common.build_all_tensors)
 
-    def setup(self, cache, name, device, iterations):
-        common.require_device(device)
-        self.t = common.load_tensors(cache, name, device)
-        self.h0 = common.initial_h(self.t)
-        energy_backward(self.t, self.h0, SCHEDULES[iterations])
-        common.sync(device)
+    def setup(self, cache, name, device, iterations, backend):
+        require_backend(backend, device)
+        t = common.load_tensors(cache, name, device)
+        _, self.forward_backward = steps(t, backend, device, SCHEDULES[iterations])
 
-    def time_forward_backward(self, cache, name, device, iterations):
-        energy_backward(self.t, self.h0, SCHEDULES[iterations])
-        common.sync(device)
+    def time_forward_backward(self, cache, name, device, iterations, backend):
+        self.forward_backward()
+
+
+class JaxCompile(Benchmark):
+    """JAX's compile time of E + gradient per N_AO, apart from the steady-state times above."""
+
+    params = (list(MOLECULES), list(SCHEDULES))
+    param_names = ("molecule", "dft_iterations")
+    setup_cache = staticmethod(common.build_all_tensors)
+
+    def setup(self, cache, name, iterations):
+        self.tj, self.h0 = jax_inputs(common.load_tensors(cache, name, "cpu"))
+
+    def track_jax_compile_seconds(self, cache, name, iterations):
+        """First call in a fresh jit cache (``jax.clear_caches()``) minus one warm call: tracing,
+        lowering and XLA compilation of ``energy_and_grad``."""
+        import jax
+
+        from qptbench.dft import jax_engine
+
+        def call():
+            jax.block_until_ready(jax_engine.energy_and_grad(self.tj, self.h0,
+                                                             SCHEDULES[iterations]))
+
+        jax.clear_caches()
+        traces = jax_engine.TRACES["energy_and_grad"]
+        first = common.best_time(call, 1)
+        if jax_engine.TRACES["energy_and_grad"] == traces:  # served from a cache: not a compile
+            raise RuntimeError("energy_and_grad did not retrace after jax.clear_caches()")
+        return first - common.best_time(call, 1)
+
+    track_jax_compile_seconds.unit = "seconds"
 
 
 class PySCFFockEnergy(Benchmark):
