@@ -24,6 +24,7 @@ from qptbench.dft.level import LevelOfTheory
 from qptbench.dft.scf import run_scf
 from qptbench.dft.tensors import build_auxmol, build_mole, build_tensors
 from qptbench.errors import InputError
+from qptbench.evaluation.references import from_dataset
 
 
 def _methane() -> Molecule:
@@ -190,6 +191,12 @@ def test_label_store_from_before_eri_accepts_dense_refuses_df(tmp_path):
     label(2, LevelOfTheory(eri="df"))
     with pytest.raises(InputError, match="labelled at"):
         journal.fold(path)
+    # references for a run: a file at another level is refused, in one line
+    (journal.journal_dir(path) / f"{2:09d}.npz").unlink()  # drop the refused DF label
+    assert from_dataset(path, "val", level=LevelOfTheory())
+    with pytest.raises(InputError, match="this run is at") as err:
+        from_dataset(path, "val", level=LevelOfTheory(eri="df"))
+    assert "\n" not in str(err.value)
 
 
 def test_cli_scf_with_density_fitting(tmp_path, monkeypatch):

@@ -28,13 +28,21 @@ class Reference:
     index: int = -1         # position in its source (dataset index), -1 if none
 
 
-def from_dataset(path: str | Path, split: str = "val", limit: int | None = None
-                 ) -> list[Reference]:
-    """Converged labels of a dataset file's split (failed SCFs are skipped, not scored)."""
+def from_dataset(path: str | Path, split: str = "val", limit: int | None = None,
+                 level: LevelOfTheory | None = None) -> list[Reference]:
+    """Converged labels of a dataset file's split (failed SCFs are skipped, not scored).
+
+    With ``level``, a file labelled at another level of theory is refused: its energies would be
+    scored against ours at a different level (dense vs density-fitted ERIs differ by 1e-5 Ha and
+    more, a different grid or functional by far more).
+    """
     from qptbench.data.store import Dataset
 
     refs = []
     with Dataset.open(path) as ds:
+        if level is not None and ds.level is not None and ds.level != level:
+            raise InputError(f"{path} is labelled at {ds.level}, this run is at {level}: "
+                             "label a file at the run's level or run at the file's")
         indices = [int(i) for i in ds.split(split)]
         for i in indices:
             if limit is not None and len(refs) >= limit:

@@ -58,7 +58,7 @@ def make_references(cfg: QPTRunConfig, out_dir: Path, ledger: Ledger) -> list[Re
     source_file = cfg.val or cfg.dataset
     if source_file is not None:
         with ledger.phase("reference", source=source_file) as extra:
-            refs = references.from_dataset(source_file, "val", cfg.n_val)
+            refs = references.from_dataset(source_file, "val", cfg.n_val, level=cfg.level())
             extra["n"] = len(refs)
     else:
         source = make_source(cfg, stream=1)
