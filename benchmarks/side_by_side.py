@@ -3,7 +3,10 @@
     python benchmarks/side_by_side.py --molecule uracil --threads 2
 
 Prints, per molecule: tensor preparation vs PySCF's raw integrals + grid + AO values, and our
-one-iteration energy + backward vs PySCF's warm Fock build + energy on the same density.
+one-iteration energy + backward vs PySCF's warm Fock build + energy on the same density; then the
+JAX engine's E + backward (steady state: its first call, the compilation, is not timed) and its
+ratio to the same PySCF figure, and pyscfad's E + dE/dD on that density (``pyscfad_peer``;
+"n/a" where pyscfad is not installed).
 Absolute times on shared machines are noise; the ratios are the point.
 """
 
@@ -11,10 +14,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # pyscfad_peer, however this is run
 
 def best_of(fn, repeat: int) -> float:
     times = []
@@ -48,10 +54,14 @@ def machine_line(threads: int) -> str:
 
 
 def main() -> None:
+    import jax
+    import pyscfad_peer
     from pyscf import dft, scf
 
+    from qptbench.dft import jax_engine
     from qptbench.dft.energy import energy, fock
     from qptbench.dft.geometry import Molecule
+    from qptbench.dft.jax_tensors import from_torch
     from qptbench.dft.labels import make_rks
     from qptbench.dft.level import LevelOfTheory
     from qptbench.dft.tensors import build_grids, build_mole, build_tensors
@@ -66,7 +76,9 @@ def main() -> None:
 
     print(machine_line(args.threads))
     print(f"# {level.xc}/{level.basis}, grid level {level.grid_level}; best of {args.repeat}")
-    print("molecule  N_AO  prep_ours_s  prep_pyscf_s  ratio  E+bwd_ours_s  fock+E_pyscf_s  ratio")
+    print("molecule  N_AO  prep_ours_s  prep_pyscf_s  ratio  E+bwd_ours_s  fock+E_pyscf_s  ratio"
+          "  E+bwd_jax_s  ratio  E+grad_pyscfad_s")
+    peer_missing = pyscfad_peer.missing_reason()
     for name in args.molecule:
         mol = Molecule.builtin(name)
 
@@ -95,9 +107,27 @@ def main() -> None:
 
         run_ours = statistics.median([best_of(ours, 1) for _ in range(args.repeat)])
         run_pyscf = statistics.median([best_of(theirs, 1) for _ in range(args.repeat)])
+
+        tj, h0j = from_torch(t), jax.numpy.asarray(h0.numpy())
+
+        def ours_jax(tj=tj, h0j=h0j):
+            jax.block_until_ready(jax_engine.energy_and_grad(tj, h0j))
+
+        ours_jax()  # compiles; not timed
+        run_jax = statistics.median([best_of(ours_jax, 1) for _ in range(args.repeat)])
+        peer = "n/a"
+        if peer_missing is None:
+            step = pyscfad_peer.energy_and_density_grad(mol, level)
+            step(dm)  # warm: ERIs, grid, JAX's kernels
+
+            def theirs_ad(step=step, dm=dm):
+                step(dm)
+
+            peer = f"{statistics.median([best_of(theirs_ad, 1) for _ in range(args.repeat)]):.3f}"
         print(f"{name:16s}{t.n_ao:4d}  {prep_ours:11.3f}  {prep_pyscf:12.3f}  "
               f"{prep_ours / prep_pyscf:5.2f}  {run_ours:12.3f}  {run_pyscf:14.3f}  "
-              f"{run_ours / run_pyscf:5.2f}")
+              f"{run_ours / run_pyscf:5.2f}  {run_jax:11.3f}  {run_jax / run_pyscf:5.2f}  "
+              f"{peer:>16s}")
 
 
 if __name__ == "__main__":
