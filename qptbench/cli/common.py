@@ -46,3 +46,16 @@ def eri_option():
 def auxbasis_option():
     """``--auxbasis NAME`` for density fitting."""
     return typer.Option("def2-universal-jkfit", "--auxbasis", metavar="NAME", help=AUXBASIS_HELP)
+
+
+# The engine computing the DFT energy: not a level of theory (both give the same numbers).
+ENERGY_BACKEND_HELP = ("Engine for the DFT energy: torch, or jax (the JAX engine, jitted; "
+                       "needs `pip install jax`).  Not a level of theory: both compute the same "
+                       "energy (to ~1e-10 Ha), so results at either are comparable; it is "
+                       "recorded with the config.")
+
+
+def energy_backend_option():
+    """``--energy-backend torch|jax`` (a typer option)."""
+    return typer.Option("torch", "--energy-backend", metavar="torch|jax",
+                        help=ENERGY_BACKEND_HELP)
