@@ -87,7 +87,7 @@ def test_run_help_lists_molecules_and_plain_flags():
     assert result.exit_code == 0
     text = " ".join(result.stdout.split())  # a name may wrap at a line end
     assert builtin_names() == ["water", "ethanol", "malondialdehyde", "uracil",
-                               "alanine_dipeptide"]
+                               "alanine_dipeptide", "ace_ala4_nme"]
     for name in builtin_names():
         assert name in text, name
     for word in ("--seeds", "--resume / --no-resume", "os.sched_getaffinity", "smoke 6",
