@@ -79,6 +79,8 @@ class HarnessConfig:
     grid_level: int = 1
     eri: str = "dense"           # two-electron integrals: dense | df (labels and QPT alike)
     auxbasis: str = "def2-universal-jkfit"
+    # engine of the network methods' energy signal: torch | jax (not a level of theory)
+    energy_backend: str = "torch"
     seed: int = 0                # sampling and split seed; training seeds are 0..seeds-1
     # QPT's training conformations (training/qpt_sources.py): None = the dataset's train split;
     # "dihedral" = fresh alanine-dipeptide draws from train_region each step (experiments/)
@@ -128,7 +130,23 @@ def make_config(preset: str, **overrides: Any) -> HarnessConfig:
     if cfg.budget_hours is not None and not cfg.budget_hours > 0:
         raise InputError(f"--budget-hours must be > 0, got {cfg.budget_hours}")
     cfg.level()  # a bad --eri fails here, before any sampling or labelling
+    _check_backend(cfg)
     return cfg
+
+
+def _check_backend(cfg: HarnessConfig) -> None:
+    """Before any work: the backend exists and every network method's signal supports it (the
+    supervised QHNet baseline computes no DFT energy and ignores it)."""
+    from qptbench.methods import QPTMethod
+    from qptbench.training.signals import check_backend_signal
+
+    for name in cfg.methods:
+        method = METHODS[name]
+        signal = method.signal if issubclass(method, QPTMethod) else "energy"
+        try:
+            check_backend_signal(cfg.energy_backend, signal)
+        except InputError as exc:
+            raise InputError(f"{name}: {exc}") from None
 
 
 def _say(progress: bool) -> Callable[[str], None]:
@@ -263,6 +281,7 @@ def run(cfg: HarnessConfig, out_dir: str | Path, device: torch.device, resume: b
     (out / "run.json").write_text(json.dumps({
         "molecule": cfg.molecule, "preset": cfg.preset, "methods": list(cfg.methods),
         "seeds": list(range(cfg.seeds)), "level_of_theory": cfg.level().as_dict(),
+        "energy_backend": cfg.energy_backend,
         "environment": {**environment(str(device)), "cores": available_cores()},
         "config": asdict(cfg), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1))
     ledger = Ledger(out / "ledger.jsonl", str(device), method="shared")
@@ -293,7 +312,8 @@ def _run_method(cfg: HarnessConfig, name: str, seed: int, out: Path, dataset: Pa
     if resume and scores_path.exists():
         say(f"{name} seed {seed}: finished before, kept")
         return
-    ledger = Ledger(out / "ledger.jsonl", str(device), method=name, seed=seed)
+    ledger = Ledger(out / "ledger.jsonl", str(device), method=name, seed=seed,
+                    energy_backend=cfg.energy_backend)
     ctx = MethodContext(where, dataset, cfg.molecule, seed, device, ledger, evaluator,
                         asdict(cfg), resume=resume, progress=progress, cache=cache)
     remaining = budget

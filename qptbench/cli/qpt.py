@@ -6,7 +6,13 @@ from pathlib import Path
 
 import typer
 
-from qptbench.cli.common import MOLECULES, auxbasis_option, eri_option, friendly
+from qptbench.cli.common import (
+    MOLECULES,
+    auxbasis_option,
+    energy_backend_option,
+    eri_option,
+    friendly,
+)
 from qptbench.cli.memory import guard, memory_limit_option
 from qptbench.errors import InputError
 
@@ -50,6 +56,7 @@ def train_qpt(
                                    help="DFT grid level.  [default: 3; smoke 1]"),
     eri: str = eri_option(),
     auxbasis: str = auxbasis_option(),
+    energy_backend: str = energy_backend_option(),
     eval_every: int = typer.Option(None, "--eval-every", metavar="N",
                                    help="Steps between validations (0: only at the end).  "
                                    "[default: from --preset: smoke 0, tiny 250, small 1000, "
@@ -109,7 +116,8 @@ def train_qpt(
             else None), dataset=dataset, val=val, n_val=n_val,
             window=1 if fresh_every_step else window, workers=workers, lr=lr, xc=xc,
             basis=basis, grid_level=grid_level, eval_every=eval_every, seed=seed, head=head,
-            signal=signal, arch=arch, eri=eri, auxbasis=auxbasis)
+            signal=signal, arch=arch, eri=eri, auxbasis=auxbasis,
+            energy_backend=energy_backend)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     from qptbench.methods.memory import qpt_need

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import typer
 
-from qptbench.cli.common import MOLECULES, auxbasis_option, eri_option, friendly
+from qptbench.cli.common import (
+    MOLECULES,
+    auxbasis_option,
+    energy_backend_option,
+    eri_option,
+    friendly,
+)
 from qptbench.cli.memory import guard, memory_limit_option
 
 
@@ -51,6 +57,7 @@ def run_command(
                                       "(os.sched_getaffinity)]"),
     eri: str = eri_option(),
     auxbasis: str = auxbasis_option(),
+    energy_backend: str = energy_backend_option(),
     device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda",
                                help="Where to train and evaluate."),
     out: str = typer.Option("runs/run", "--out", metavar="DIR", help="Run directory."),
@@ -74,7 +81,7 @@ def run_command(
     cfg = harness.make_config(preset, molecule=molecule, n_train=n_train, n_val=n_val,
                               seeds=seeds, label_workers=label_workers, budget_hours=budget_hours,
                               eval_points=eval_points, scf_molecules=scf_molecules,
-                              eri=eri, auxbasis=auxbasis,
+                              eri=eri, auxbasis=auxbasis, energy_backend=energy_backend,
                               methods=tuple(m.strip() for m in methods.split(",") if m.strip()))
     from qptbench.methods.memory import harness_need
 

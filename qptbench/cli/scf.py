@@ -8,7 +8,13 @@ import time
 
 import typer
 
-from qptbench.cli.common import MOLECULES, auxbasis_option, eri_option, friendly
+from qptbench.cli.common import (
+    MOLECULES,
+    auxbasis_option,
+    energy_backend_option,
+    eri_option,
+    friendly,
+)
 from qptbench.cli.memory import guard, memory_limit_option
 
 
@@ -29,6 +35,7 @@ def scf(
                                    help="PySCF DFT grid level."),
     eri: str = eri_option(),
     auxbasis: str = auxbasis_option(),
+    energy_backend: str = energy_backend_option(),
     device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda",
                                help="Device for our SCF."),
     conv_tol: float = typer.Option(1e-10, "--conv-tol", metavar="HA",
@@ -38,11 +45,14 @@ def scf(
                                  "[default: off]"),
     memory_limit_gb: float = memory_limit_option(),
 ) -> None:
-    """Compare our torch SCF with PySCF's RKS on one molecule.
+    """Compare our DIIS SCF with PySCF's RKS on one molecule.
 
     Both run on the same geometry and level of theory; prints both energies (Ha), the
-    difference, iterations and wall time.  Exit code 1 if either SCF did not converge.
+    difference, iterations and wall time.  Ours runs on the torch engine, or with
+    --energy-backend jax on the JAX engine (one jitted loop; its wall time includes the
+    compilation, as a first call does).  Exit code 1 if either SCF did not converge.
     """
+    from qptbench.dft.energy_backend import check_energy_backend
     from qptbench.dft.geometry import load_molecule
     from qptbench.dft.labels import pyscf_rks
     from qptbench.dft.level import LevelOfTheory
@@ -50,6 +60,7 @@ def scf(
     from qptbench.dft.tensors import build_tensors
     from qptbench.runtime import resolve_device, synchronize
 
+    check_energy_backend(energy_backend)
     mol = load_molecule(molecule, xyz, charge)
     level = LevelOfTheory(basis=basis, xc=xc, grid_level=grid_level, eri=eri, auxbasis=auxbasis)
     dev = resolve_device(device)
@@ -60,13 +71,22 @@ def scf(
     tic = time.perf_counter()
     tensors = build_tensors(mol, level, device=dev)
     synchronize(dev)
-    prep_seconds = time.perf_counter() - tic
-    ours = run_scf(tensors, conv_tol=conv_tol)
+    if energy_backend == "jax":
+        from qptbench.dft import jax_scf
+        from qptbench.dft.jax_tensors import from_torch
+
+        jax_tensors = from_torch(tensors)  # DF tensors: the engine's one-line refusal
+        prep_seconds = time.perf_counter() - tic
+        ours = jax_scf.run_scf(jax_tensors, conv_tol=conv_tol)
+    else:
+        prep_seconds = time.perf_counter() - tic
+        ours = run_scf(tensors, conv_tol=conv_tol)
     ref = pyscf_rks(mol, level, conv_tol=conv_tol)
 
     result = {
         "molecule": mol.name or xyz,
         "level_of_theory": level.as_dict(),
+        "energy_backend": energy_backend,
         "device": str(dev),
         "energy_hartree": ours.energy,
         "pyscf_energy_hartree": ref.energy,
@@ -95,7 +115,8 @@ def _print_scf(r: dict) -> None:
     typer.echo(
         f"{r['molecule']}: {lot['xc']}/{lot['basis']}, grid level {lot['grid_level']}, "
         + (f"density fitting ({lot['auxbasis']}), " if lot.get("eri") == "df" else "")
-        + f"N_AO={r['n_ao']}, {r['n_grid']} grid points, device {r['device']}"
+        + f"N_AO={r['n_ao']}, {r['n_grid']} grid points, device {r['device']}, "
+        + f"{r['energy_backend']} engine"
     )
     rows = [
         ("", "energy (Ha)", "converged", "iterations", "wall (s)"),

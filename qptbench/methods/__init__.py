@@ -69,6 +69,7 @@ class QPTMethod:
                               dataset=str(ctx.dataset), n_val=s["n_val"],
                               xc=s["xc"], basis=s["basis"], grid_level=s["grid_level"],
                               eri=s.get("eri"), auxbasis=s.get("auxbasis"),
+                              energy_backend=s.get("energy_backend"),
                               seed=ctx.seed, eval_every=s["eval_every"],
                               eval_points=s["eval_points"], workers=0, head=self.head,
                               arch=self.arch, signal=self.signal,

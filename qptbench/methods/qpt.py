@@ -127,7 +127,8 @@ def run(cfg: QPTRunConfig, out_dir: str | Path, device: torch.device, resume: bo
                                 LabelledPreparer(preparer), cfg.window, 0)
     else:
         stream = WindowedStream(make_source(own, stream=0), preparer, cfg.window, cfg.workers)
-    loss = SignalLoss(cfg.signal, device, cfg.mix_at, cfg.steps, cfg.explode_ha)
+    loss = SignalLoss(cfg.signal, device, cfg.mix_at, cfg.steps, cfg.explode_ha,
+                      cfg.energy_backend)
     if not world.main:  # trains, and leaves the run directory and the scoring to rank 0
         train(model, loss, stream, cfg.train_config(), out, resume=resume, progress=False,
               time_limit_s=time_limit_s)
@@ -135,7 +136,8 @@ def run(cfg: QPTRunConfig, out_dir: str | Path, device: torch.device, resume: bo
     saved.write_text(json.dumps(asdict(cfg), indent=1))
     name = "qpt" if (cfg.arch, cfg.signal) == ("qpt", "energy") else f"{cfg.arch}:{cfg.signal}"
     ranks = {"world_size": world.size} if world.parallel else {}
-    ledger = ledger or Ledger(out / "ledger.jsonl", device=str(device), method=name, **ranks)
+    ledger = ledger or Ledger(out / "ledger.jsonl", device=str(device), method=name,
+                              energy_backend=cfg.energy_backend, **ranks)
     (out / "model.json").write_text(json.dumps(describe(model), indent=1))
     if evaluator is None:
         refs = make_references(cfg, out, ledger)

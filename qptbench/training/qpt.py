@@ -34,7 +34,7 @@ from qptbench.ledger import cpu_seconds
 from qptbench.models.qpt import HEADS, QPT, preset_config
 from qptbench.models.qpt_inputs import QPTSample, Vocabulary, prepare_sample
 from qptbench.training.loop import TrainConfig
-from qptbench.training.signals import SIGNALS
+from qptbench.training.signals import SIGNALS, check_backend_signal
 
 ARCHITECTURES = ("qpt", "qhnet")
 VALIDATION_MIXES = (0.5, 0.0)  # the paper's 1 + 3: D1, mixed D2, unmixed D3
@@ -68,6 +68,8 @@ class QPTRunConfig:
     grid_level: int = 3
     eri: str = "dense"                  # two-electron integrals: dense | df (density fitting)
     auxbasis: str = "def2-universal-jkfit"  # fitting basis for eri "df"
+    # engine of the energy signal: torch | jax (dft.energy_backend; not a level of theory)
+    energy_backend: str = "torch"
     workers: int = 1
     eval_every: int = 250
     eval_points: int = 0                # > 0: evaluate at k/eval_points of the budget (or steps)
@@ -127,6 +129,7 @@ def make_config(preset: str, **overrides: Any) -> QPTRunConfig:
     if cfg.signal == "labels" and cfg.sampler != "dataset":
         raise ValueError("the labels signal trains on a label store: use sampler 'dataset'")
     cfg.level()  # a bad eri or grid level fails here, before any work
+    check_backend_signal(cfg.energy_backend, cfg.signal)
     return cfg
 
 
@@ -140,6 +143,7 @@ class Prepared:
     cpu_seconds: float = 0.0
     booked: bool = False       # set by the loss once it has counted this sample's cost
     label: torch.Tensor | None = None  # H* in the sample's (canonical) frame: 'labels' signal
+    jax_tensors: Any = None    # the JAX engine's copy of sample.tensors (energy backend jax)
 
 
 class Preparer:

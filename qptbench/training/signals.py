@@ -19,6 +19,12 @@ per label.
 
 ``SignalLoss`` is the loss the shared training loop calls: ``loss(model, prepared) -> (loss,
 logs)``; it also totals the preparation cost of each new sample it sees (``book``).
+
+Energy backend (``dft.energy_backend``): with ``jax`` the ``energy`` signal runs the JAX engine
+through the torch bridge (``dft.jax_torch``), on each sample's tensors converted once, when the
+loss first sees it (kept on the prepared item, ``jax_tensors``); the conversion is booked with
+the training samples' tensor preparation.  ``sc`` and ``labels`` refuse ``jax`` for now (the
+bridge gives E and dE/dH, not F(D(H)); labels use no energy).
 """
 
 from __future__ import annotations
@@ -31,9 +37,11 @@ import torch
 from qptbench.dft.density import aufbau_density
 from qptbench.dft.energy import energy as dft_energy
 from qptbench.dft.energy import fock
+from qptbench.dft.energy_backend import check_energy_backend
 from qptbench.dft.tensors import DFTTensors
 from qptbench.dft.units import HARTREE_TO_UHA
-from qptbench.ledger import Ledger
+from qptbench.errors import InputError
+from qptbench.ledger import Ledger, cpu_seconds
 from qptbench.training.loop import SkipStep
 
 SIGNALS = ("labels", "energy", "sc")
@@ -61,6 +69,14 @@ def sc_loss(t: DFTTensors, h: torch.Tensor) -> tuple[torch.Tensor, dict[str, flo
     return hamiltonian_loss(h, h + sc_residual(t, h))
 
 
+def check_backend_signal(energy_backend: str, signal: str) -> None:
+    """A known, installed backend that the signal supports (one-line InputError otherwise)."""
+    check_energy_backend(energy_backend)
+    if energy_backend == "jax" and signal != "energy":
+        raise InputError(f"the {signal} signal runs on the torch engine only for now; use "
+                         "--energy-backend torch (jax serves the energy signal)")
+
+
 class SignalLoss:
     """One training signal for the shared loop, on prepared molecules (``training.qpt.Prepared``,
     with ``label`` set for ``labels``).  ``model(sample)`` must return H (N, N), float64, in the
@@ -72,11 +88,13 @@ class SignalLoss:
     """
 
     def __init__(self, signal: str, device: torch.device, mix_at: float = 0.75,
-                 steps: int = 1, explode_ha: float = 1.0) -> None:
+                 steps: int = 1, explode_ha: float = 1.0, energy_backend: str = "torch"
+                 ) -> None:
         if signal not in SIGNALS:
             raise ValueError(f"unknown training signal {signal!r}; choose from "
                              f"{', '.join(SIGNALS)}")
-        self.signal, self.device = signal, device
+        check_backend_signal(energy_backend, signal)
+        self.signal, self.device, self.backend = signal, device, energy_backend
         self.mix_at, self.steps, self.explode_ha = mix_at, steps, explode_ha
         self.step, self.fraction = 0, 0.0
         self.prep_wall = self.prep_cpu = 0.0
@@ -110,6 +128,19 @@ class SignalLoss:
             self.prep_wall += item.wall_seconds
             self.prep_cpu += item.cpu_seconds
             self.prep_n += 1
+            if self.backend == "jax" and self.signal == "energy":
+                self._convert(item)
+
+    def _convert(self, item: Any) -> None:
+        """The sample's JaxTensors, once per prepared sample (reused for its whole window).
+        Here, in the main process, not in DataLoader workers: jax arrays do not cross
+        processes, and JAX is not fork-safe."""
+        from qptbench.dft.jax_tensors import from_torch
+
+        tic, cpu = time.perf_counter(), cpu_seconds()
+        item.jax_tensors = from_torch(item.sample.tensors)
+        self.prep_wall += time.perf_counter() - tic
+        self.prep_cpu += cpu_seconds() - cpu
 
     def __call__(self, model: torch.nn.Module, item: Any
                  ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -123,14 +154,20 @@ class SignalLoss:
         elif self.signal == "sc":
             loss, logs = sc_loss(sample.tensors, h)
         else:
-            loss, logs = self._energy(sample, h, item.e_zero_ha)
+            loss, logs = self._energy(sample, h, item.e_zero_ha,
+                                      getattr(item, "jax_tensors", None))
         logs.update(network_ms=1e3 * (tac - tic), signal_ms=1e3 * (time.perf_counter() - tac))
         return loss, logs
 
-    def _energy(self, sample: Any, h: torch.Tensor, e_zero: float
+    def _energy(self, sample: Any, h: torch.Tensor, e_zero: float, jax_tensors: Any = None
                 ) -> tuple[torch.Tensor, dict[str, float]]:
         mixes = (0.5,) if self.fraction >= self.mix_at else ()
-        e = dft_energy(sample.tensors, h, mixes)
+        if self.backend == "jax":
+            from qptbench.dft import jax_torch
+
+            e = jax_torch.energy(jax_tensors, h, mixes)
+        else:
+            e = dft_energy(sample.tensors, h, mixes)
         above = float(e.detach()) - e_zero
         if above > self.explode_ha:
             raise SkipStep(f"energy {above:.3g} Ha above the zero model")
