@@ -50,9 +50,10 @@ def auxbasis_option():
 
 # The engine computing the DFT energy: not a level of theory (both give the same numbers).
 ENERGY_BACKEND_HELP = ("Engine for the DFT energy: torch, or jax (the JAX engine, jitted; "
-                       "needs `pip install jax`).  Not a level of theory: both compute the same "
-                       "energy (to ~1e-10 Ha), so results at either are comparable; it is "
-                       "recorded with the config.")
+                       "needs `pip install jax`): our SCF, or the energy signal's training "
+                       "loss (sc and labels: torch only; scoring stays torch).  Not a level of "
+                       "theory: both compute the same energy (to ~1e-9 Ha), so results at "
+                       "either are comparable; it is recorded with the config.")
 
 
 def energy_backend_option():
