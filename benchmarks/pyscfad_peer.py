@@ -6,11 +6,11 @@ density and its gradient with respect to that density, ``jax.value_and_grad`` of
 ``RKS.energy_tot(dm)`` (one-electron part, J, K, XC on the grid, nuclear repulsion): the
 gradient is the unsymmetrised Fock matrix.  Same level of theory as ours: B3LYP5/def2-SVP, the
 same PySCF grid level with no small-density pruning (``small_rho_cutoff = 0``, as our grid;
-PySCF's default would prune points and change the energy by ~1e-4 Ha).  The molecule and its
-integrals are constants (no nuclear derivatives).  Warm state: the RKS object keeps its in-core
-ERIs and built grid after the first call, which also lets JAX compile its primitives; pyscfad's
-energy cannot be ``jax.jit``-ed as a whole (its AO evaluation calls into C with concrete
-arrays), so every call re-evaluates AO values on the grid and runs eagerly.
+PySCF's default drops near-empty points: 2e-10 Ha at water, the same grid no longer).  The
+molecule and its integrals are constants (no nuclear derivatives).  Warm state: the RKS object
+keeps its in-core ERIs and built grid after the first call, which also lets JAX compile its
+primitives; pyscfad's energy cannot be ``jax.jit``-ed as a whole (its AO evaluation calls
+into C with concrete arrays), so every call re-evaluates AO values on the grid and runs eagerly.
 
 Our E + backward does a little more: aufbau(H) (one eigh) before the energy and the aufbau
 backward after it (a few N³ products; negligible next to the N⁴ J/K at these sizes).
