@@ -56,7 +56,7 @@ def train_step() -> dict:
     opt.zero_grad()
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
-    out.update(loss_ha=float(loss), e_zero_ha=item.e_zero_ha,
+    out.update(loss_ha=float(loss.detach()), e_zero_ha=item.e_zero_ha,
                grad_finite=all(bool(torch.isfinite(g).all()) for g in grads),
                grad_norm=float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads))),
                n_params_with_grad=len(grads), n_params=len(before))
@@ -88,7 +88,7 @@ def peptide_energy() -> dict:
     tic = time.perf_counter()
     e = energy(t, h)
     (grad,) = torch.autograd.grad(e, h)
-    out.update(energy_ha=float(e), grad_finite=bool(torch.isfinite(grad).all()),
+    out.update(energy_ha=float(e.detach()), grad_finite=bool(torch.isfinite(grad).all()),
                grad_norm=float(grad.norm()), energy_backward_seconds=time.perf_counter() - tic,
                energy_peak_rss_gb=peak_rss_gb())
     with torch.no_grad():
