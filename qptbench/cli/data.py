@@ -162,8 +162,12 @@ def label(
                                   help="Show a progress bar.  [default: on]"),
     as_json: bool = typer.Option(False, "--json/--no-json", show_default=False,
                                  help="Print the summary as one JSON object.  [default: off]"),
+    labeller: str = typer.Option("pyscf", "--labeller", metavar="pyscf|gpu4pyscf",
+                                 help="SCF code: PySCF on CPU, or GPU4PySCF on a CUDA GPU at the "
+                                 "same level of theory (pip install 'qptbench[gpu]').  A file "
+                                 "is resumed only with the labeller that started it."),
 ) -> None:
-    """Label a dataset with PySCF RKS (resumable).
+    """Label a dataset with PySCF RKS, or GPU4PySCF's (resumable).
 
     Stores E, H*, S, orbital energies and the cost of each label.  Rerun the same command
     after an interruption and only the missing conformations are computed.
@@ -175,7 +179,7 @@ def label(
     try:
         summary = label_dataset(file, level, workers=workers, threads_per_worker=threads,
                                 scheduler=scheduler, limit=limit, conv_tol=conv_tol,
-                                max_cycle=max_cycle, progress=progress)
+                                max_cycle=max_cycle, progress=progress, labeller=labeller)
     except LabellingInterrupted as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from None
@@ -204,6 +208,7 @@ def info(
             "splits": {s: len(ds.split(s)) for s in ("train", "val", "test")},
             "sampler": ds.sampler,
             "level_of_theory": ds.level.as_dict() if ds.level else None,
+            "labeller": ds.labeller,
             "label_cost": {"n_labels": cost.n_labels, "n_failed": cost.n_failed,
                            "wall_hours": cost.wall_seconds / 3600,
                            "cpu_hours": cost.cpu_seconds / 3600,
@@ -223,7 +228,8 @@ def info(
     fitted = f", density fitting ({lot['auxbasis']})" if lot and lot.get("eri") == "df" else ""
     typer.echo("level of theory: " + (f"{lot['xc']}/{lot['basis']}, grid level "
                                       f"{lot['grid_level']}{fitted}" if lot else
-                                      "none (unlabelled)"))
+                                      "none (unlabelled)")
+               + (f", labeller {out['labeller']}" if out["labeller"] else ""))
     typer.echo(f"labels: {out['n_labelled']} labelled, {out['n_failed']} failed, "
                f"{out['n_unlabelled']} to do")
     typer.echo(f"data creation: {line}")

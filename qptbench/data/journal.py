@@ -133,6 +133,14 @@ def fold(path: Path, conv_tol: float | None = None, max_cycle: int | None = None
                 # (eri, auxbasis) stores the level without it, and that means its default
                 raise InputError(f"{entry.path} was labelled at {level}, the file at "
                                  f"{labels.attrs['level']}")
+            # one code per file (data/labelling.py says why); files from before the
+            # labeller was recorded were all labelled by PySCF
+            labeller = str(entry.get("labeller") or "pyscf")
+            known = str(labels.attrs.get("labeller", "pyscf" if "status" in labels else labeller))
+            if known != labeller:
+                raise InputError(f"{entry.path} was labelled with {labeller}, the file with "
+                                 f"{known}")
+            labels.attrs["labeller"] = labeller
         if conv_tol is not None:
             labels.attrs["conv_tol"] = conv_tol
         if max_cycle is not None:

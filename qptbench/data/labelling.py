@@ -1,5 +1,11 @@
 """Label a dataset with PySCF: a process pool or a Dask cluster, resumable, with its cost.
 
+The SCF code is the labeller: PySCF on CPU (default) or GPU4PySCF on a CUDA GPU at the same
+level of theory (``qptbench.dft.labels_gpu``).  A file is labelled by one labeller only: a
+resume with the other is refused.  The two agree to round-off at one level, but a file's
+"data creation" cost is a sum over its labels, and CPU and GPU seconds summed together measure
+neither, so mixing would silently corrupt the cost the benchmark reports.
+
 Only this parent process writes the dataset: workers (pool processes or Dask tasks) run
 ``label_task`` and return plain arrays; the parent commits each result atomically to the journal
 and folds the journal into the HDF5 file at safe points (``qptbench.data.journal`` explains why a
@@ -49,13 +55,15 @@ class LabelSummary:
     threads_per_worker: int  # OpenMP threads per SCF
     scheduler: str
     cores: int = 0           # cores available to this process (os.sched_getaffinity)
+    labeller: str = "pyscf"  # the SCF code: pyscf (CPU) or gpu4pyscf (CUDA)
 
     def line(self) -> str:
         return (f"labels made: {self.n_labels}, failures: {self.n_failed}, run wall "
                 f"{self.elapsed_seconds / 3600:.4f} h, SCF wall {self.wall_seconds / 3600:.4f} h"
                 f", CPU {self.cpu_seconds / 3600:.4f} h, mean "
                 f"{self.mean_seconds_per_label:.2f} s/label ({self.workers} worker(s) x "
-                f"{self.threads_per_worker} thread(s) on {self.cores} core(s), {self.scheduler})")
+                f"{self.threads_per_worker} thread(s) on {self.cores} core(s), {self.scheduler}, "
+                f"{self.labeller})")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,16 +106,21 @@ def _init_worker(threads: int) -> None:
 
 def label_task(task: tuple) -> dict[str, Any]:
     """One SCF, in a worker: (index, numbers, positions, charge, level dict, conv_tol,
-    max_cycle, threads) -> a dict of plain values; never raises for a failed SCF."""
-    index, numbers, positions, charge, level, conv_tol, max_cycle, threads = task
+    max_cycle, threads[, labeller]) -> a dict of plain values; never raises for a failed SCF."""
+    index, numbers, positions, charge, level, conv_tol, max_cycle, threads = task[:8]
+    labeller = task[8] if len(task) > 8 else "pyscf"
     from qptbench.dft.geometry import Molecule
-    from qptbench.dft.labels import pyscf_rks
+
+    if labeller == "gpu4pyscf":
+        from qptbench.dft.labels_gpu import gpu4pyscf_rks as rks
+    else:
+        from qptbench.dft.labels import pyscf_rks as rks
 
     tic, cpu = time.perf_counter(), time.process_time()
     try:
         mol = Molecule(numbers, positions, charge)
-        res = pyscf_rks(mol, LevelOfTheory(**level), conv_tol=conv_tol, max_cycle=max_cycle,
-                        threads=threads)
+        res = rks(mol, LevelOfTheory(**level), conv_tol=conv_tol, max_cycle=max_cycle,
+                  threads=threads)
     except Exception as exc:  # a crash inside PySCF is a failed conformation, not a dead job
         import socket
 
@@ -117,11 +130,11 @@ def label_task(task: tuple) -> dict[str, Any]:
                     energy=np.nan, wall_seconds=time.perf_counter() - tic,
                     cpu_seconds=time.process_time() - cpu, n_occ=-1, cycles=-1,
                     converged=False, threads=threads, host=socket.gethostname(),
-                    pyscf_version=pyscf.__version__)
+                    pyscf_version=pyscf.__version__, labeller=labeller)
     out = dict(index=index, status=CONVERGED if res.converged else FAILED, energy=res.energy,
                wall_seconds=res.seconds, cpu_seconds=res.cpu_seconds, n_occ=res.n_occ,
                cycles=res.cycles, converged=res.converged, threads=res.threads, host=res.host,
-               pyscf_version=res.pyscf_version, reason=res.failure)
+               pyscf_version=res.pyscf_version, reason=res.failure, labeller=labeller)
     if res.converged:
         out.update(fock=res.fock, overlap=res.overlap, mo_energy=res.mo_energy)
     return out
@@ -182,7 +195,8 @@ def label_dataset(path: str | Path, level: LevelOfTheory | None = None,
                   workers: int | None = None, threads_per_worker: int | None = None,
                   scheduler: str | None = None, limit: int | None = None,
                   conv_tol: float = 1e-10, max_cycle: int = 100, progress: bool = True,
-                  fold_every: int = 200, desc: str | None = None) -> LabelSummary:
+                  fold_every: int = 200, desc: str | None = None,
+                  labeller: str = "pyscf") -> LabelSummary:
     """Label every not-yet-attempted conformation of a dataset file with PySCF RKS at ``level``.
 
     ``workers`` processes with ``threads_per_worker`` OpenMP threads each (``None``: use the
@@ -190,12 +204,19 @@ def label_dataset(path: str | Path, level: LevelOfTheory | None = None,
     cluster (one thread per task unless ``threads_per_worker`` says otherwise).  ``limit`` caps
     the number of new SCFs (training conformations go first).  Results are committed one by
     one; see the module docstring for what survives a kill.  The progress bar is named
-    ``desc`` (default ``"labels: <file name>"``).
+    ``desc`` (default ``"labels: <file name>"``).  ``labeller`` is the SCF code, pyscf or
+    gpu4pyscf; the latter is refused in one line, before anything is written, where GPU4PySCF
+    or a CUDA device is missing here (checked in this process, also with a Dask ``scheduler``),
+    and a file labelled with one labeller is never resumed with the other.
     """
+    from qptbench.dft.labels_gpu import check_gpu_level, check_labeller
     from qptbench.progress import make_bar
 
     path = Path(path)
     level = level or LevelOfTheory()
+    labeller = check_labeller(labeller)
+    if labeller == "gpu4pyscf":
+        check_gpu_level(level)
     for name, value in (("workers", workers), ("threads per worker", threads_per_worker)):
         if value is not None and value < 1:
             raise InputError(f"{name} must be >= 1, got {value}")
@@ -212,6 +233,9 @@ def label_dataset(path: str | Path, level: LevelOfTheory | None = None,
             if ds.level is not None and ds.level != level:
                 raise InputError(f"{path} is labelled at {ds.level}; label a new file (qptbench"
                                  " sample) to use another level of theory")
+            if ds.labeller not in (None, labeller):
+                raise InputError(f"{path} is labelled with --labeller {ds.labeller}; resume "
+                                 f"with it (one file sums one code's label cost)")
             todo = _todo(ds, limit)
             n_skipped = int(np.sum(ds.status() != NOT_ATTEMPTED))
             cores = available_cores()
@@ -221,7 +245,8 @@ def label_dataset(path: str | Path, level: LevelOfTheory | None = None,
                 workers, threads_per_worker = plan_workers(workers, threads_per_worker, cores,
                                                            len(todo))
             tasks = [(int(i), ds.numbers, ds.molecule(int(i)).positions, ds.charge,
-                      level.as_dict(), conv_tol, max_cycle, threads_per_worker) for i in todo]
+                      level.as_dict(), conv_tol, max_cycle, threads_per_worker, labeller)
+                     for i in todo]
             n_total = len(ds)
         made = failed = since_fold = 0
         wall = cpu = 0.0
@@ -252,4 +277,5 @@ def label_dataset(path: str | Path, level: LevelOfTheory | None = None,
         elapsed_seconds=time.perf_counter() - started, wall_seconds=wall, cpu_seconds=cpu,
         mean_seconds_per_label=wall / made if made else float("nan"),
         workers=workers, threads_per_worker=threads_per_worker,
-        scheduler=f"dask {scheduler}" if scheduler else "process pool", cores=cores)
+        scheduler=f"dask {scheduler}" if scheduler else "process pool", cores=cores,
+        labeller=labeller)

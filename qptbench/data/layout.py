@@ -14,7 +14,7 @@ NOT_ATTEMPTED, CONVERGED, FAILED = 0, 1, 2
 MATRIX_FIELDS = ("fock", "overlap")
 FLOAT_FIELDS = ("energy", "wall_seconds", "cpu_seconds")
 INT_FIELDS = ("n_occ", "cycles", "threads")
-STRING_FIELDS = ("host", "pyscf_version", "reason")
+STRING_FIELDS = ("host", "pyscf_version", "reason", "labeller")
 
 
 def h5py_module():

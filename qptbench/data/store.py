@@ -6,11 +6,12 @@ Layout (all arrays float64 unless said; Å and Hartree)::
     /numbers          (n_atoms,) int64
     /positions        (n_conf, n_atoms, 3) Å
     /splits/{train,val,test}   int64 indices; attrs: seed, rule
-    /labels           attrs: level (JSON), conv_tol, max_cycle; created by the first label
+    /labels           attrs: level (JSON), conv_tol, max_cycle, labeller (pyscf | gpu4pyscf;
+                      absent in files from before it was recorded: pyscf); made by the 1st label
       status          (n_conf,) int8: 0 not attempted, 1 converged label, 2 failed SCF
       energy (n_conf,) Ha   fock, overlap (n_conf, N, N) PySCF AO order   mo_energy (n_conf, N) Ha
       n_occ, cycles (int64)  converged (bool)  wall_seconds, cpu_seconds  threads (int32)
-      host, pyscf_version, reason   strings (reason: why a failed SCF failed)
+      host, pyscf_version, reason, labeller   strings (reason: why a failed SCF failed)
 
 Matrices are chunked one conformation per chunk, so ``Dataset`` reads lazily: opening a 25k-frame
 uracil file (GBs) reads nothing but the small arrays.  Writing is crash-safe (see ``journal``):
@@ -65,6 +66,7 @@ class Label:
     threads: int
     host: str
     pyscf_version: str
+    labeller: str = "pyscf"  # the code that made it (older files: always PySCF)
 
 
 @dataclass
@@ -189,6 +191,15 @@ class Dataset:
         return self._level
 
     @property
+    def labeller(self) -> str | None:
+        """The code that labelled this file (pyscf | gpu4pyscf); None while nothing is."""
+        if self._labels is not None and "labeller" in self._labels.attrs:
+            return str(self._labels.attrs["labeller"])
+        for entry in self._journal.values():
+            return str(entry.get("labeller") or "pyscf")
+        return "pyscf" if self._labels is not None else None
+
+    @property
     def attrs(self) -> dict[str, Any]:
         return dict(self._file.attrs)
 
@@ -235,6 +246,8 @@ class Dataset:
     def _field(self, i: int, key: str) -> Any:
         if i in self._journal:
             return self._journal[i].get(key)
+        if key not in self._labels:
+            return None  # a field added after this file was written (labeller)
         value = self._labels[key][i]
         return value.decode() if isinstance(value, bytes) else value
 
@@ -252,7 +265,8 @@ class Dataset:
             n_occ=int(get(i, "n_occ")), cycles=int(get(i, "cycles")),
             converged=bool(get(i, "converged")), wall_seconds=float(get(i, "wall_seconds")),
             cpu_seconds=float(get(i, "cpu_seconds")), threads=int(get(i, "threads")),
-            host=str(get(i, "host")), pyscf_version=str(get(i, "pyscf_version")))
+            host=str(get(i, "host")), pyscf_version=str(get(i, "pyscf_version")),
+            labeller=str(get(i, "labeller") or "pyscf"))
 
     def label_cost(self) -> LabelCost:
         done = self._status != NOT_ATTEMPTED
