@@ -29,6 +29,7 @@ import torch
 
 from qptbench.data.labelling import available_cores
 from qptbench.dft.geometry import Molecule
+from qptbench.dft.labels_gpu import check_labeller
 from qptbench.dft.level import LevelOfTheory
 from qptbench.errors import InputError
 from qptbench.evaluation import references
@@ -79,6 +80,7 @@ class HarnessConfig:
     grid_level: int = 1
     eri: str = "dense"           # two-electron integrals: dense | df (labels and QPT alike)
     auxbasis: str = "def2-universal-jkfit"
+    labeller: str = "pyscf"      # SCF code of the labels: pyscf | gpu4pyscf (same level)
     # engine of the network methods' energy signal: torch | jax (not a level of theory)
     energy_backend: str = "torch"
     seed: int = 0                # sampling and split seed; training seeds are 0..seeds-1
@@ -130,6 +132,7 @@ def make_config(preset: str, **overrides: Any) -> HarnessConfig:
     if cfg.budget_hours is not None and not cfg.budget_hours > 0:
         raise InputError(f"--budget-hours must be > 0, got {cfg.budget_hours}")
     cfg.level()  # a bad --eri fails here, before any sampling or labelling
+    check_labeller(cfg.labeller)  # likewise a labeller unusable here (no GPU4PySCF or CUDA)
     _check_backend(cfg)
     return cfg
 
@@ -195,16 +198,18 @@ def _label(cfg: HarnessConfig, path: Path, ledger: Ledger, progress: bool, say) 
         with ledger.phase("label", method=label_routes[0], charged_to=label_routes,
                           what="training labels") as extra:
             s = label_dataset(path, cfg.level(), workers=cfg.label_workers,
-                              limit=n_train_todo, progress=progress, desc="labels: training")
+                              limit=n_train_todo, progress=progress, desc="labels: training",
+                              labeller=cfg.labeller)
             extra.update(n_labels=s.n_labels, n_failed=s.n_failed, workers=s.workers,
                          threads_per_worker=s.threads_per_worker, cores=s.cores,
-                         scf_cpu_seconds=s.cpu_seconds, summary=s.line())
+                         scf_cpu_seconds=s.cpu_seconds, labeller=s.labeller, summary=s.line())
     say("labelling the held-out references with PySCF (evaluation cost, in no route's total)")
     with ledger.phase("reference", method="shared", what="validation labels") as extra:
         s = label_dataset(path, cfg.level(), workers=cfg.label_workers, progress=progress,
-                          desc="labels: validation")
+                          desc="labels: validation", labeller=cfg.labeller)
         extra.update(n_labels=s.n_labels, n_failed=s.n_failed, workers=s.workers,
-                     threads_per_worker=s.threads_per_worker, cores=s.cores, summary=s.line())
+                     threads_per_worker=s.threads_per_worker, cores=s.cores,
+                     labeller=s.labeller, summary=s.line())
 
 
 def _share_labels(ledger: Ledger, label_routes: list[str]) -> None:

@@ -51,6 +51,11 @@ def test_gpu4pyscf_missing_refused_before_anything_is_written(tmp_path, monkeypa
     assert len(lines) == 1 and "qptbench[gpu]" in lines[0], result.output
     assert snapshot(tmp_path) == before
 
+    from qptbench.harness import make_config
+
+    with pytest.raises(InputError, match=r"qptbench\[gpu\]"):  # a run stops before sampling
+        make_config("smoke", labeller="gpu4pyscf")
+
 
 def test_gpu4pyscf_without_cuda_device_refused(tmp_path, monkeypatch):
     def no_device():
@@ -86,7 +91,7 @@ def test_labeller_recorded_in_store_labels_and_ledger(tmp_path):
         assert ds.attrs and ds._labels.attrs["labeller"] == "pyscf"
         assert {ds.label(i).labeller for i in range(2)} == {"pyscf"}
     (entry,) = [e for e in read_ledger(ledger.path) if e["phase"] == "reference"]
-    assert entry["summary"].endswith("process pool, pyscf)")
+    assert entry["labeller"] == "pyscf" and entry["summary"].endswith("process pool, pyscf)")
     summary = label_dataset(path, LEVEL, workers=1, progress=False)
     assert summary.as_dict()["labeller"] == "pyscf" and summary.n_skipped == 2
 
