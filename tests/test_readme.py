@@ -77,3 +77,11 @@ def test_committed_alanine_run_is_a_consistent_run_directory():
     from qptbench.report.checks import check_run
 
     assert check_run(ALANINE) == []
+
+
+def test_readme_quotes_the_side_by_side_speed_run_verbatim():
+    """README's speed table is the script's own output, machine line included."""
+    readme = (ROOT / "README.md").read_text()
+    text = (ROOT / "results" / "speed" / "side_by_side.txt").read_text().strip()
+    assert text in readme
+    assert text.startswith("# ") and "cores" in text.splitlines()[0]
