@@ -34,17 +34,50 @@ def cpu_seconds() -> float:
 _cpu_seconds = cpu_seconds  # former private name
 
 
-def peak_rss_gb() -> float | None:
-    """Peak resident memory so far, GB: this process's, plus the largest reaped child's (a
-    joined pool or DataLoader worker; the kernel keeps the maximum, not a sum); None where
-    ``resource`` is missing (Windows)."""
+def _self_peak_kib() -> int | None:
+    """This process's own peak resident set (KiB) from /proc/self/status ``VmHWM``.
+
+    Not ``getrusage(RUSAGE_SELF).ru_maxrss``: Linux carries that high-water mark across
+    ``exec``, so a qptbench process started by a large one (a test suite, a notebook) would
+    report its parent's peak."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def own_peak_rss_gb() -> float | None:
+    """This process's own peak resident memory, GB (children not included); None where
+    unknown."""
+    own = _self_peak_kib()
+    if own is not None:
+        return own * 1024 / 1e9
     try:
         import resource
     except ImportError:
         return None
-    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    return peak * (1 if sys.platform == "darwin" else 1024) / 1e9  # bytes on macOS, else KiB
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 1e9
+
+
+def peak_rss_gb() -> float | None:
+    """Peak resident memory so far, GB: this process's, plus the largest reaped child's (a
+    joined pool or DataLoader worker; the kernel keeps the maximum, not a sum); None where
+    ``resource`` is missing (Windows).  A child's figure can include what it shared with this
+    process when it was forked (the kernel counts those pages in its peak too)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, else KiB
+    own = _self_peak_kib()
+    own_bytes = (own * 1024 if own is not None
+                 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale)
+    return (own_bytes + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale) / 1e9
 
 
 def _version(package: str) -> str | None:

@@ -181,9 +181,11 @@ ledger.record("train", 0.0, 0.0)
 
 def _scf_peak_gb(molecule: str, grid_level: int) -> float:
     """Peak resident memory of `qptbench scf` in a fresh process (GB), as the kernel reports
-    it: the process runs the command and then reads its own ru_maxrss."""
+    it: the process runs the command and then reads its own peak (``VmHWM``; ru_maxrss would
+    carry over the peak of this test process, which starts it)."""
     script = (
-        "import resource, sys\n"
+        "import sys\n"
+        "from qptbench.ledger import own_peak_rss_gb\n"
         "from qptbench.cli import app\n"
         f"args = ['scf', '--molecule', {molecule!r}, '--grid-level', '{grid_level}', '--json',"
         " '--device', 'cpu', '--memory-limit-gb', '0']\n"
@@ -191,8 +193,7 @@ def _scf_peak_gb(molecule: str, grid_level: int) -> float:
         "    app(args)\n"
         "except SystemExit:\n"
         "    pass\n"
-        "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,"
-        " file=sys.stderr)\n")
+        "print('PEAK', own_peak_rss_gb(), file=sys.stderr)\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           check=True, timeout=600)
     return float(done.stderr.split("PEAK")[-1])
