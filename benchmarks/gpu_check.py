@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common
 from common import from_plain, level, molecule, to_plain
 
 DEFAULT_MOLECULES = ("water", "ethanol", "malondialdehyde", "uracil")
@@ -66,21 +67,11 @@ def _load(path: Path):
     return from_plain(torch.load(path, weights_only=True))
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def best_time(fn, device: torch.device, repeat: int) -> float:
-    fn()  # warm-up: allocator, kernels, caches
-    _sync(device)
-    best = float("inf")
-    for _ in range(repeat):
-        tic = time.perf_counter()
-        fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - tic)
-    return best
+    """``common.best_time`` after one warm-up call (allocator, kernels, caches)."""
+    fn()
+    common.sync(device.type)
+    return common.best_time(fn, repeat, device.type)
 
 
 def torch_energy_times(t, device: torch.device, repeat: int) -> dict[str, float]:

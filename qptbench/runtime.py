@@ -24,3 +24,18 @@ def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work, so wall-clock timings measure the work and not its launch."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def digest(parts) -> str:
+    """A digest of strings and the exact bytes of tensors, in order: equal only for equal input
+    (the evaluator's prediction fingerprint, the predictor's weights digest)."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        if isinstance(part, torch.Tensor):
+            h.update(part.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+                     .tobytes())
+        else:
+            h.update(str(part).encode())
+    return h.hexdigest()

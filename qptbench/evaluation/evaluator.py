@@ -24,6 +24,7 @@ from qptbench.dft.level import LevelOfTheory
 from qptbench.evaluation.metrics import HARTREE_TO_MEV, hamiltonian_metrics
 from qptbench.evaluation.protocol import K_VALUES, State, iterate, zero_model_h
 from qptbench.evaluation.references import Reference
+from qptbench.runtime import digest
 
 METRICS = ("delta_e_mev", "delta_h_uha", "delta_eps_occ_uha", "delta_eps_all_uha", "psi_occ")
 GAUGE_METRICS = ("delta_h_uha", "delta_eps_occ_uha", "delta_eps_all_uha", "psi_occ")
@@ -46,13 +47,7 @@ def tensor_bytes(t: object) -> int:
 
 def _fingerprint(hs: Sequence[torch.Tensor], k_max: int) -> str:
     """A digest of the predictions' exact float64 bytes (and k_max): equal only for equal input."""
-    import hashlib
-
-    digest = hashlib.blake2b(str(k_max).encode(), digest_size=16)
-    for h in hs:
-        digest.update(str(tuple(h.shape)).encode())
-        digest.update(h.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+    return digest([k_max, *(x for h in hs for x in (tuple(h.shape), h))])
 
 
 class TensorCache(Sequence):

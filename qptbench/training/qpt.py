@@ -33,6 +33,7 @@ from qptbench.dft.level import LevelOfTheory
 from qptbench.ledger import cpu_seconds
 from qptbench.models.qpt import HEADS, QPT, preset_config
 from qptbench.models.qpt_inputs import QPTSample, Vocabulary, prepare_sample
+from qptbench.runtime import digest
 from qptbench.training.loop import TrainConfig
 from qptbench.training.signals import SIGNALS, check_backend_signal
 
@@ -196,27 +197,22 @@ class Predictor:
         # final score of the saved model are one computation.  With keep=False this saves
         # preparing every geometry again, and it hands the evaluator bit-identical H's (inputs
         # prepared twice can differ in the last bits, and then so would everything after).
-        digest = weights_digest(model)
-        if self._last is not None and self._last[0] == digest:
+        key = weights_digest(model)
+        if self._last is not None and self._last[0] == key:
             return [h.copy() for h in self._last[1]]
         out = []
         for i, mol in enumerate(self.molecules):
             sample, u = self.samples[i] if self.samples is not None else self._prepare(mol)
             h = model(sample).to(torch.float64)
             out.append((u @ h @ u.mT).cpu().numpy())
-        self._last = (digest, [h.copy() for h in out])
+        self._last = (key, [h.copy() for h in out])
         return out
 
 
 def weights_digest(model: torch.nn.Module) -> str:
     """A digest of a model's class and exact parameter and buffer bytes."""
-    import hashlib
-
-    digest = hashlib.blake2b(type(model).__name__.encode(), digest_size=16)
-    for name, value in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+    return digest([type(model).__name__,
+                   *(x for name, value in model.state_dict().items() for x in (name, value))])
 
 
 def measure_inference(model: QPT, molecules: Sequence[Molecule], preparer: Preparer,
