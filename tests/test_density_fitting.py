@@ -232,7 +232,10 @@ def test_run_and_train_qpt_carry_the_level():
 
     cfg = harness.make_config("smoke", eri="df")
     assert cfg.level().as_dict()["eri"] == "df" and asdict(cfg)["eri"] == "df"
-    assert not harness.make_config("smoke").level().is_df
+    # smoke is density-fitted (it must fit a laptop), small and paper exact unless asked
+    assert harness.make_config("smoke").level().is_df
+    assert not harness.make_config("smoke", eri="dense").level().is_df
+    assert not harness.make_config("small").level().is_df
     ctx = SimpleNamespace(settings=asdict(cfg), molecule="water", dataset="w.h5", seed=0)
     assert make_method("qpt:energy")._config(ctx).level() == cfg.level()
     assert tq.make_config("smoke", eri="df").level().is_df

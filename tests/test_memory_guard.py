@@ -146,14 +146,16 @@ def test_scf_refused_and_allowed(tmp_path, monkeypatch):
 
 
 def test_uracil_smoke_run_estimate_covers_its_measured_peak():
-    """README's measurement: `qptbench run --molecule uracil` (smoke) peaked at 11.0 GB
-    resident.  The estimate must cover it (it is a bound), but not by so much that a 24 GB
-    machine (about 19 GB available) refuses it."""
+    """`qptbench run --molecule uracil --eri dense` (smoke) peaked at 11.0 GB resident.  The
+    estimate must cover it (it is a bound), but not by so much that a 24 GB machine (about
+    19 GB available) refuses it; the default smoke run (density-fitted) must be estimated
+    under 8 GB, the issue's bound for it."""
     from qptbench.harness import make_config
     from qptbench.methods.memory import harness_need
 
-    need = harness_need(make_config("smoke", molecule="uracil"))
+    need = harness_need(make_config("smoke", molecule="uracil", eri="dense"))
     assert 11.0e9 <= need["total"] <= 0.8 * 19e9
+    assert harness_need(make_config("smoke", molecule="uracil"))["total"] < 8e9
 
 
 def test_ledger_records_peak_resident_memory(tmp_path):

@@ -38,9 +38,10 @@ ERI_HELP = ("Two-electron integrals: dense = exact (ij|kl), N^4 memory (2.4 GB a
 AUXBASIS_HELP = "Fitting basis for --eri df (PySCF name)."
 
 
-def eri_option():
-    """``--eri dense|df`` (a typer option)."""
-    return typer.Option("dense", "--eri", metavar="dense|df", help=ERI_HELP)
+def eri_option(default: str | None = "dense", note: str = ""):
+    """``--eri dense|df`` (a typer option); ``default`` None lets a preset decide (``note``
+    says how, in --help)."""
+    return typer.Option(default, "--eri", metavar="dense|df", help=ERI_HELP + note)
 
 
 def auxbasis_option():

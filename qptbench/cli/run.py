@@ -55,7 +55,9 @@ def run_command(
     label_workers: int = typer.Option(None, "--label-workers", metavar="N",
                                       help="PySCF labelling processes.  [default: all cores "
                                       "(os.sched_getaffinity)]"),
-    eri: str = eri_option(),
+    eri: str = eri_option(None, "  [default: from --preset: smoke df (it must fit a laptop: "
+                          "uracil's dense ERIs are 2.4 GB per geometry), small and paper "
+                          "dense]"),
     auxbasis: str = auxbasis_option(),
     energy_backend: str = energy_backend_option(),
     device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda",
