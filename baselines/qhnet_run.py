@@ -92,6 +92,9 @@ class RunOptions:
     # keep best.pt by validation ΔH (QHNet's rule); False where the validation molecules are the
     # ones scored (the harness): every route is then scored at the end of its budget
     select_best: bool = True
+    # the level the labels must be at (``--eri`` / ``--auxbasis``); None: the store's own
+    eri: str | None = None
+    auxbasis: str | None = None
 
 
 def train_config(cfg: QHNetConfig, options: RunOptions) -> TrainConfig:

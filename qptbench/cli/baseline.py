@@ -42,6 +42,13 @@ def train_baseline(
                                    help="Steps between validations (0: only at the end)."),
     seed: int = typer.Option(0, "--seed", metavar="S",
                              help="Initialisation and shuffling seed."),
+    eri: str = typer.Option(None, "--eri", metavar="dense|df",
+                            help="Two-electron integrals the labels must be at (dense, or df = "
+                            "density fitting); a label store made at the other is refused.  "
+                            "[default: the store's]"),
+    auxbasis: str = typer.Option(None, "--auxbasis", metavar="NAME",
+                                 help="Fitting basis the labels must be at with --eri df "
+                                 "(PySCF name).  [default: the store's]"),
     progress: bool = typer.Option(True, "--progress/--quiet", show_default=False,
                                   help="Show a progress bar.  [default: on]"),
 ) -> None:
@@ -49,8 +56,9 @@ def train_baseline(
 
     The e3nn model learns the PySCF Fock matrices (loss: MAE + MSE on H).  Prints one JSON
     object (also kept in OUT/result.json): validation and test ΔH, Δε (all and occupied) in
-    µHa, ψ, ΔE in meV (energy of the predicted H after one DFT iteration), and the hours of
-    labelling (read from the label store) and training.
+    µHa, ψ, ΔE in meV (energy of the predicted H after one DFT iteration), the level of theory
+    (the store's: dense or density-fitted ERIs), and the hours of labelling (read from the label
+    store) and training.
     """
     from qptbench.baselines.qhnet_run import RunOptions
     from qptbench.methods.qhnet import run
@@ -59,7 +67,7 @@ def train_baseline(
         labels=labels, out=out, preset=preset, steps=steps, device=device, dtype=dtype,
         resume=resume, n_train=n_train or None, n_val=n_val or None, n_test=n_test or None,
         energy_molecules=energy_molecules, eval_every=eval_every, seed=seed,
-        progress=progress))
+        progress=progress, eri=eri, auxbasis=auxbasis))
     typer.echo(json.dumps(summary, indent=1))
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from qptbench.cli.common import HELP_MODE, friendly
+from qptbench.cli.common import HELP_MODE, auxbasis_option, eri_option, friendly
 from qptbench.cli.memory import guard, memory_limit_option
 
 experiment_app = typer.Typer(help="Experiments on the comparison harness: the alanine map.",
@@ -47,10 +47,12 @@ def alanine(
                                 "[default: from --preset: smoke 4, small 24, paper 25,000]"),
     basis: str = typer.Option("sto-3g", "--basis", metavar="NAME",
                               help="Basis set (the paper: STO-3G; def2-svp works too, with "
-                              "12.8 GB of dense ERIs per geometry)."),
+                              "12.8 GB of dense ERIs per geometry, or 0.4 GB with --eri df)."),
     xc: str = typer.Option("b3lyp5", "--xc", metavar="NAME",
                            help="Functional, PySCF name (b3lyp5 is B3LYP with VWN5, what "
                            "the paper used)."),
+    eri: str = eri_option(),
+    auxbasis: str = auxbasis_option(),
     k: int = typer.Option(1, "--k", metavar="0|1|3",
                           help="DFT iterations after the network shown in the map and table; "
                           "1: the energy of the predicted H's own density (= k 0 for the "
@@ -81,7 +83,8 @@ def alanine(
 
     acfg = experiment.make_config(
         preset, grid=grid, train_region=train_region, seeds=seeds, budget_hours=budget_hours,
-        n_train=n_train, basis=basis, xc=xc, k=k, label_workers=label_workers,
+        n_train=n_train, basis=basis, xc=xc, k=k, label_workers=label_workers, eri=eri,
+        auxbasis=auxbasis,
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()))
     from qptbench.methods.memory import harness_need
 

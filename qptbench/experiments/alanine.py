@@ -99,12 +99,14 @@ def make_config(preset: str = "smoke", *, grid: int | None = None,
                 train_region: str | None = None, methods: tuple[str, ...] | None = None,
                 seeds: int | None = None, budget_hours: float | None = None,
                 n_train: int | None = None, basis: str | None = None, xc: str | None = None,
-                k: int | None = None, label_workers: int | None = None) -> AlanineConfig:
+                k: int | None = None, label_workers: int | None = None,
+                eri: str | None = None, auxbasis: str | None = None) -> AlanineConfig:
     """The experiment's settings: a preset, then the options given (None: the preset's)."""
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     given = dict(train_region=train_region, seeds=seeds, budget_hours=budget_hours,
                  n_train=n_train, basis=basis, xc=xc, label_workers=label_workers,
+                 eri=eri, auxbasis=auxbasis,
                  methods=None if methods is None else tuple(dict.fromkeys(
                      canonical(m) for m in methods)))
     values = {**COMMON, **PRESETS[preset], **{k_: v for k_, v in given.items() if v is not None}}
@@ -138,6 +140,7 @@ def _check(cfg: HarnessConfig) -> None:
     if cfg.budget_hours is not None and not cfg.budget_hours > 0:
         raise InputError(f"--budget-hours must be > 0, got {cfg.budget_hours}")
     get_functional(cfg.xc)
+    cfg.level()  # a bad --eri, in one line
     build_mole(Molecule.builtin(cfg.molecule), cfg.basis)
 
 

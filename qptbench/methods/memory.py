@@ -178,7 +178,9 @@ def _method_config(name: str, cfg: Any):
         return None  # the label-trained baseline: its own loop
     return tq.make_config(cfg.qpt_preset, molecule=cfg.molecule, sampler="dataset",
                           dataset="-", n_val=cfg.n_val, xc=cfg.xc, basis=cfg.basis,
-                          grid_level=cfg.grid_level, workers=0, head=m.head, arch=m.arch,
+                          grid_level=cfg.grid_level, eri=getattr(cfg, "eri", "dense"),
+                          auxbasis=getattr(cfg, "auxbasis", None), workers=0, head=m.head,
+                          arch=m.arch,
                           signal=m.signal, model=cfg.qhnet_preset if m.arch == "qhnet" else None,
                           window=1 if m.signal == "labels" else None)
 

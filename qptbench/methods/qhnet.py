@@ -32,6 +32,7 @@ from qptbench.baselines.qhnet_run import (
     train_config,
 )
 from qptbench.baselines.qhnet_train import make_loss_fn, predict
+from qptbench.dft.level import LevelOfTheory
 from qptbench.errors import InputError
 from qptbench.evaluation.evaluator import Evaluator
 from qptbench.evaluation.references import Reference
@@ -43,6 +44,25 @@ def as_references(data: LabelledSet) -> list[Reference]:
     """The shared evaluator's references for a labelled split (the store's own labels)."""
     return [Reference(data.molecule(k), float(data.energy[k]), data.fock[k], data.overlap[k],
                       data.n_occ, float("nan"), int(data.indices[k])) for k in range(len(data))]
+
+
+def check_level(stored: LevelOfTheory | None, options: RunOptions, path: str
+                ) -> LevelOfTheory | None:
+    """The store's level, refused (one line) when ``options.eri`` / ``options.auxbasis`` ask
+    for another: labels at dense ERIs are 1e-5 Ha from density-fitted ones, and the evaluator
+    scores at the labels' level, so a run is at exactly one."""
+    if options.eri is None and options.auxbasis is None:
+        return stored
+    have = stored or LevelOfTheory()
+    want = LevelOfTheory(eri=options.eri or have.eri,
+                         auxbasis=options.auxbasis or have.auxbasis)  # validates
+    fitted = have.is_df and options.auxbasis is not None and want.auxbasis != have.auxbasis
+    if want.eri != have.eri or fitted:
+        what = f"df ({have.auxbasis})" if have.is_df else "dense"
+        asked = f"df ({want.auxbasis})" if want.is_df else "dense"
+        raise InputError(f"{path} is labelled with {what} ERIs, this run asks for {asked}: "
+                         f"label a file with `qptbench label --eri {want.eri}` or drop --eri")
+    return stored
 
 
 def run(options: RunOptions, ledger: Ledger | None = None,
@@ -77,19 +97,20 @@ def run(options: RunOptions, ledger: Ledger | None = None,
         except InputError:
             test_set = None
         cost = ds.label_cost()
+        level = check_level(ds.level, options, str(options.labels))
     booked = read_ledger(ledger.path) if ledger.path.exists() else []
     if not external_ledger and not any(e["phase"] == "label" for e in booked):
         # the data creation, read from the store: every SCF run for this file, failures included
         ledger.record("label", cost.wall_seconds, cost.cpu_seconds, source=str(options.labels),
                       n_labels=cost.n_labels, n_failed=cost.n_failed,
-                      n_train_used=len(train_set), note="read from the label store")
+                      n_train_used=len(train_set), note="read from the label store",
+                      level_of_theory=None if level is None else level.as_dict())
 
     spec = model_spec(out, options, train_set)
     torch.manual_seed(options.seed)
     model = build_model(spec, device)
     model.fit_reference(train_set.numbers, torch.as_tensor(train_set.fock, device=device,
                                                            dtype=dtype))
-    level = train_set.level
     if evaluator is None:
         n_eval = max(1, min(options.energy_molecules, len(val_set)))
         with ledger.phase("tensors", what="validation tensors (evaluator)", n=n_eval):
@@ -124,6 +145,7 @@ def run(options: RunOptions, ledger: Ledger | None = None,
     summary = {"preset": options.preset, "parameters": n_params,
                "n_train": len(train_set), "n_val": len(val_set),
                "n_test": 0 if test_set is None else len(test_set), "steps": result.step,
-               "device": str(device), "dtype": options.dtype, **final, **hours}
+               "device": str(device), "dtype": options.dtype,
+               "level_of_theory": None if level is None else level.as_dict(), **final, **hours}
     (out / "result.json").write_text(json.dumps(summary, indent=1))
     return summary
