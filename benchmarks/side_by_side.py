@@ -7,6 +7,16 @@ one-iteration energy + backward vs PySCF's warm Fock build + energy on the same 
 JAX engine's E + backward (steady state: its first call, the compilation, is not timed) and its
 ratio to the same PySCF figure, and pyscfad's E + dE/dD on that density (``pyscfad_peer``;
 "n/a" where pyscfad is not installed).
+
+    python benchmarks/side_by_side.py --eri df --molecule uracil alanine_dipeptide
+
+With ``--eri df`` (density fitting over ``--auxbasis``) the same columns compare our DF tensors
+with PySCF's own DF precompute (``with_df.build()``: its 3-index integrals and their Cholesky
+whitening, kept in core, plus grid, AO values and minao guess), and our DF energy + backward with
+PySCF's warm DF-RKS Fock build + energy; the engines without DF (JAX, pyscfad) print "n/a".
+A molecule whose estimated memory (``qptbench.dft.memory``: our tensors beside PySCF's) exceeds
+the limit (``--memory-limit-gb``, default 80% of the memory available) is skipped with a
+comment line saying so.
 Absolute times on shared machines are noise; the ratios are the point.
 """
 
@@ -53,10 +63,40 @@ def machine_line(threads: int) -> str:
             f"{metadata.version('torch')}, pyscf {metadata.version('pyscf')}; commit {commit}")
 
 
+def pyscf_precompute(mol, level) -> None:
+    """What PySCF computes before an SCF at ``level``: the two-electron part (s8 ERIs, or the
+    DF object's whitened 3-index tensor), the grid, AO values (+ gradients), the minao guess."""
+    from pyscf import df, dft, scf
+
+    from qptbench.dft.tensors import build_grids, build_mole
+
+    pmol = build_mole(mol, level.basis)
+    if level.is_df:
+        with_df = df.DF(pmol, auxbasis=level.auxbasis)
+        with_df.build()  # in core while it fits PySCF's max_memory (it does up to 485 AOs)
+    else:
+        pmol.intor("int2e", aosym="s8")
+    grids = build_grids(pmol, level.grid_level)
+    dft.numint.eval_ao(pmol, grids.coords, deriv=1)
+    scf.hf.init_guess_by_minao(pmol)
+
+
+def too_big(mol, level, limit_gb: float | None) -> str | None:
+    """Why ``mol`` is skipped (its estimate over the limit), or None: our tensors, the moment
+    of building them and PySCF's warm RKS, held together in this process."""
+    from qptbench.dft.memory import estimate_tensor_bytes, pyscf_scf_bytes, resolve_limit
+
+    limit, source = resolve_limit(limit_gb)
+    est = estimate_tensor_bytes(mol, level)
+    need = est["total"] + est["build"] + pyscf_scf_bytes(mol, level)
+    if limit is None or need <= limit:
+        return None
+    return f"needs about {need / 1e9:.1f} GB, over the limit of {limit / 1e9:.1f} GB ({source})"
+
+
 def main() -> None:
     import jax
     import pyscfad_peer
-    from pyscf import dft, scf
 
     from qptbench.dft import jax_engine
     from qptbench.dft.energy import energy, fock
@@ -64,32 +104,40 @@ def main() -> None:
     from qptbench.dft.jax_tensors import from_torch
     from qptbench.dft.labels import make_rks
     from qptbench.dft.level import LevelOfTheory
-    from qptbench.dft.tensors import build_grids, build_mole, build_tensors
+    from qptbench.dft.tensors import build_tensors
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--molecule", nargs="+", default=["water", "ethanol", "uracil"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--eri", choices=["dense", "df"], default="dense",
+                        help="two-electron integrals: exact (dense) or density-fitted (df)")
+    parser.add_argument("--auxbasis", default="def2-universal-jkfit",
+                        help="fitting basis with --eri df (PySCF name)")
+    parser.add_argument("--memory-limit-gb", type=float, default=None,
+                        help="skip molecules estimated above this (default: 80%% of available)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    level = LevelOfTheory()
+    from pyscf import lib
+
+    lib.num_threads(args.threads)
+    level = LevelOfTheory(eri=args.eri, auxbasis=args.auxbasis)
 
     print(machine_line(args.threads))
-    print(f"# {level.xc}/{level.basis}, grid level {level.grid_level}; best of {args.repeat}")
+    fitted = f", density fitting ({level.auxbasis})" if level.is_df else ""
+    print(f"# {level.xc}/{level.basis}, grid level {level.grid_level}{fitted}; "
+          f"best of {args.repeat}")
     print("molecule  N_AO  prep_ours_s  prep_pyscf_s  ratio  E+bwd_ours_s  fock+E_pyscf_s  ratio"
           "  E+bwd_jax_s  ratio  E+grad_pyscfad_s")
     peer_missing = pyscfad_peer.missing_reason()
     for name in args.molecule:
         mol = Molecule.builtin(name)
-
-        def pyscf_raw(mol=mol):
-            pmol = build_mole(mol, level.basis)
-            pmol.intor("int2e", aosym="s8")
-            grids = build_grids(pmol, level.grid_level)
-            dft.numint.eval_ao(pmol, grids.coords, deriv=1)
-            scf.hf.init_guess_by_minao(pmol)
-
-        prep_pyscf = best_of(pyscf_raw, args.repeat)
+        skip = too_big(mol, level, args.memory_limit_gb)
+        if skip:
+            print(f"# {name}: skipped, {skip}")
+            continue
+        pyscf_precompute(Molecule.builtin("water"), level)  # libraries and basis files loaded
+        prep_pyscf = best_of(lambda mol=mol: pyscf_precompute(mol, level), args.repeat)
         prep_ours = best_of(lambda mol=mol: build_tensors(mol, level), args.repeat)
         t = build_tensors(mol, level)
         h0 = fock(t, t.dm_minao).detach()
@@ -100,7 +148,7 @@ def main() -> None:
 
         mf = make_rks(mol, level)
         dm = t.dm_minao.numpy()
-        mf.get_fock(dm=dm)  # warm: ERIs in core, grid built
+        mf.get_fock(dm=dm)  # warm: ERIs (or DF's 3-index tensor) in core, grid built
 
         def theirs(mf=mf, dm=dm):
             mf.energy_tot(dm, vhf=mf.get_veff(mf.mol, dm))
@@ -108,15 +156,18 @@ def main() -> None:
         run_ours = statistics.median([best_of(ours, 1) for _ in range(args.repeat)])
         run_pyscf = statistics.median([best_of(theirs, 1) for _ in range(args.repeat)])
 
-        tj, h0j = from_torch(t), jax.numpy.asarray(h0.numpy())
+        jax_s = jax_ratio = "n/a"
+        if not level.is_df or jax_engine_has_df():
+            tj, h0j = from_torch(t), jax.numpy.asarray(h0.numpy())
 
-        def ours_jax(tj=tj, h0j=h0j):
-            jax.block_until_ready(jax_engine.energy_and_grad(tj, h0j))
+            def ours_jax(tj=tj, h0j=h0j):
+                jax.block_until_ready(jax_engine.energy_and_grad(tj, h0j))
 
-        ours_jax()  # compiles; not timed
-        run_jax = statistics.median([best_of(ours_jax, 1) for _ in range(args.repeat)])
+            ours_jax()  # compiles; not timed
+            run_jax = statistics.median([best_of(ours_jax, 1) for _ in range(args.repeat)])
+            jax_s, jax_ratio = f"{run_jax:.3f}", f"{run_jax / run_pyscf:.2f}"
         peer = "n/a"
-        if peer_missing is None:
+        if peer_missing is None and not level.is_df:  # the peer is set up for dense ERIs
             step = pyscfad_peer.energy_and_density_grad(mol, level)
             step(dm)  # warm: ERIs, grid, JAX's kernels
 
@@ -126,8 +177,17 @@ def main() -> None:
             peer = f"{statistics.median([best_of(theirs_ad, 1) for _ in range(args.repeat)]):.3f}"
         print(f"{name:16s}{t.n_ao:4d}  {prep_ours:11.3f}  {prep_pyscf:12.3f}  "
               f"{prep_ours / prep_pyscf:5.2f}  {run_ours:12.3f}  {run_pyscf:14.3f}  "
-              f"{run_ours / run_pyscf:5.2f}  {run_jax:11.3f}  {run_jax / run_pyscf:5.2f}  "
+              f"{run_ours / run_pyscf:5.2f}  {jax_s:>11s}  {jax_ratio:>5s}  "
               f"{peer:>16s}")
+        del t, mf
+
+
+def jax_engine_has_df() -> bool:
+    """Whether ``jax_tensors.from_torch`` takes density-fitted tensors (it refused them when
+    this mode was written)."""
+    from qptbench.dft.jax_tensors import JaxTensors
+
+    return "df_b" in getattr(JaxTensors, "__dataclass_fields__", {})
 
 
 if __name__ == "__main__":
