@@ -132,6 +132,35 @@ def test_dense_path_is_plain_rks_still():
     assert np.abs(f.numpy() - mf.get_fock(dm=dm.numpy())).max() <= 1e-8
 
 
+def test_df_factor_is_pyscfs_cholesky_and_its_lindep_fallback_fits_the_same(monkeypatch):
+    """B is PySCF's own whitened 3-index tensor (``incore.cholesky_eri``, unpacked); when the
+    Cholesky of (P|Q) fails, the eigenvector whitening gives other B but the same fitted
+    (μν|λσ) = Σ_Q B_Qμν B_Qλσ."""
+    import scipy.linalg
+    from pyscf import lib
+    from pyscf.df import incore
+
+    from qptbench.dft.density_fitting import df_factor
+
+    mol = build_mole(MOLECULES["methane"], "6-31g")
+    aux = build_auxmol(mol, "def2-universal-jkfit")
+    b = df_factor(mol, aux)
+    assert b.flags.c_contiguous and np.array_equal(b, b.transpose(0, 2, 1))
+    np.testing.assert_allclose(b, lib.unpack_tril(incore.cholesky_eri(mol, auxmol=aux)),
+                               rtol=0, atol=1e-12)
+
+    def refuse(*args, **kwargs):
+        raise scipy.linalg.LinAlgError("not positive definite")
+
+    monkeypatch.setattr(scipy.linalg, "cholesky", refuse)
+    b_eig = df_factor(mol, aux)
+    assert np.abs(b_eig - b).max() > 1e-3  # really the other whitening
+    n = mol.nao
+    fitted = b.reshape(len(b), n * n).T @ b.reshape(len(b), n * n)
+    fitted_eig = b_eig.reshape(len(b_eig), n * n).T @ b_eig.reshape(len(b_eig), n * n)
+    np.testing.assert_allclose(fitted_eig, fitted, rtol=0, atol=1e-9)
+
+
 def test_df_tensors_serve_the_qpt_inputs():
     from qptbench.models.qpt_inputs import dft_biases
 
