@@ -118,7 +118,10 @@ def train_config(cfg: QHNetConfig, options: RunOptions) -> TrainConfig:
         best_metric="delta_h_uha_k0" if options.select_best else None)
 
 
-def model_spec(out: Path, options: RunOptions, train_set: LabelledSet) -> dict[str, Any]:
+def model_spec(out: Path, options: RunOptions, train_set: LabelledSet,
+               write: bool = True) -> dict[str, Any]:
+    """The model's description (``model.json``), checked against the saved one on ``--resume``;
+    written unless ``write`` is False (a torchrun rank other than 0 only checks)."""
     spec_path = out / "model.json"
     level = train_set.level
     shells = element_shells([train_set.molecule(0)], level.basis if level else "def2-svp")
@@ -133,7 +136,8 @@ def model_spec(out: Path, options: RunOptions, train_set: LabelledSet) -> dict[s
         if changed:
             raise InputError(f"--resume: {spec_path} was written for a different run "
                              f"(differs in {', '.join(changed)})")
-    spec_path.write_text(json.dumps(spec, indent=1))
+    if write:
+        spec_path.write_text(json.dumps(spec, indent=1))
     return spec
 
 

@@ -59,16 +59,33 @@ def train_baseline(
     µHa, ψ, ΔE in meV (energy of the predicted H after one DFT iteration), the level of theory
     (the store's: dense or density-fitted ERIs), and the hours of labelling (read from the label
     store) and training.
+
+    Data-parallel on N processes (one per GPU, or CPU with gloo): rank r trains on the
+    training labels r, r + N, r + 2N, ... (mini-batches of the preset's size from its
+    share), gradients are averaged, rank 0 alone evaluates and writes --out, and --resume
+    needs the same N:
+
+    \b
+      torchrun --nproc-per-node N -m qptbench train-baseline ...
     """
     from qptbench.baselines.qhnet_run import RunOptions
     from qptbench.methods.qhnet import run
+    from qptbench.runtime import resolve_device
+    from qptbench.training import distributed
 
-    summary = run(RunOptions(
-        labels=labels, out=out, preset=preset, steps=steps, device=device, dtype=dtype,
-        resume=resume, n_train=n_train or None, n_val=n_val or None, n_test=n_test or None,
-        energy_molecules=energy_molecules, eval_every=eval_every, seed=seed,
-        progress=progress, eri=eri, auxbasis=auxbasis))
-    typer.echo(json.dumps(summary, indent=1))
+    # under torchrun (WORLD_SIZE > 1): join the process group; else nothing changes
+    world, where = distributed.init_from_env(resolve_device(device))
+    try:
+        summary = run(RunOptions(
+            labels=labels, out=out, preset=preset, steps=steps,
+            device=str(where) if world.parallel else device, dtype=dtype,
+            resume=resume, n_train=n_train or None, n_val=n_val or None, n_test=n_test or None,
+            energy_molecules=energy_molecules, eval_every=eval_every, seed=seed,
+            progress=progress and world.main, eri=eri, auxbasis=auxbasis))
+    finally:
+        distributed.finish()
+    if world.main:
+        typer.echo(json.dumps(summary, indent=1))
 
 
 def register(app: typer.Typer) -> None:

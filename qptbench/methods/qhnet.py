@@ -8,6 +8,17 @@ Files in ``out_dir`` (besides the loop's checkpoint.pt, train.jsonl, metrics.jso
 The model, its recipe and the deviations from QHNet's are in ``qptbench.baselines`` (``qhnet.py``,
 ``qhnet_run.py``); nothing there scores: validation and test metrics come from
 ``qptbench.evaluation``.
+
+Under torchrun (``qptbench.training.distributed``; the process group already joined) every rank
+reads the finished label store and trains on its own shard of the training labels: rank r takes
+the training split's labelled conformations r, r + N, r + 2N, ... (:func:`distributed.shard`,
+in store order, after ``n_train``), so the shards are disjoint, cover the split and depend on
+nothing but N.  Each rank draws mini-batches of the preset's batch size from its shard (the
+global batch is N times that), the gradients are averaged (``training.loop``), and rank 0 alone
+writes the run directory, books the ledger (entries with ``world_size``; the training entry with
+each rank's wall seconds) and evaluates.  The per-element reference blocks are fitted on the
+whole training split on every rank, as in one process.  No rank labels anything here: labels
+are made once, by ``qptbench label`` (or the harness) before training starts.
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ from qptbench.errors import InputError
 from qptbench.evaluation.evaluator import Evaluator
 from qptbench.evaluation.references import Reference
 from qptbench.ledger import Ledger, read_ledger, totals
+from qptbench.training import distributed
 from qptbench.training.loop import train
 
 
@@ -72,7 +84,10 @@ def run(options: RunOptions, ledger: Ledger | None = None,
     labelling itself); ``time_limit_s``: stop training after this much wall time;
     ``evaluator``: the harness's shared evaluator (default: one built here on the first
     ``energy_molecules`` validation labels).  The baseline scores nothing itself: validation and
-    test metrics come from ``qptbench.evaluation``."""
+    test metrics come from ``qptbench.evaluation``.
+
+    Under torchrun each rank trains on its shard of the training labels; rank 0 alone returns
+    the summary, the others ``{}`` (module docstring)."""
     from qptbench.runtime import resolve_device
 
     if options.dtype not in DTYPES:
@@ -81,13 +96,9 @@ def run(options: RunOptions, ledger: Ledger | None = None,
         raise InputError("--steps must be at least 1")
     device = resolve_device(options.device)
     dtype = DTYPES[options.dtype]
+    world = distributed.current()
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
-    external_ledger = ledger is not None
-    if ledger is None:
-        if not options.resume:
-            (out / "ledger.jsonl").unlink(missing_ok=True)
-        ledger = Ledger(out / "ledger.jsonl", str(device), method="qhnet")
 
     with open_store(options.labels) as ds:
         train_set = LabelledSet.from_store(ds, "train", options.n_train)
@@ -98,6 +109,33 @@ def run(options: RunOptions, ledger: Ledger | None = None,
             test_set = None
         cost = ds.label_cost()
         level = check_level(ds.level, options, str(options.labels))
+    if world.parallel and len(train_set) < world.size:
+        raise InputError(f"{len(train_set)} training labels cannot be shared by {world.size} "
+                         f"processes: use --nproc-per-node <= {len(train_set)} or more labels")
+    spec = model_spec(out, options, train_set, write=not world.parallel)
+    if world.parallel:
+        distributed.barrier()  # every rank has checked model.json before rank 0 rewrites it
+        if world.main:
+            model_spec(out, options, train_set)
+    torch.manual_seed(options.seed)
+    model = build_model(spec, device)
+    model.fit_reference(train_set.numbers, torch.as_tensor(train_set.fock, device=device,
+                                                           dtype=dtype))
+    config = train_config(QHNetConfig(**spec["config"]), options)
+    own = train_set.subset(distributed.shard(len(train_set), world))  # this rank's labels
+    batches = batch_factory(own, model.config.batch_size, options.seed, dtype, device)
+    loss_fn = make_loss_fn(train_set.numbers)
+    if not world.main:  # trains its shard; the run directory and the scoring are rank 0's
+        train(model, loss_fn, batches, config, out, resume=options.resume, progress=False,
+              time_limit_s=time_limit_s)
+        return {}
+
+    external_ledger = ledger is not None
+    if ledger is None:
+        if not options.resume:
+            (out / "ledger.jsonl").unlink(missing_ok=True)
+        ranks = {"world_size": world.size} if world.parallel else {}
+        ledger = Ledger(out / "ledger.jsonl", str(device), method="qhnet", **ranks)
     booked = read_ledger(ledger.path) if ledger.path.exists() else []
     if not external_ledger and not any(e["phase"] == "label" for e in booked):
         # the data creation, read from the store: every SCF run for this file, failures included
@@ -106,11 +144,6 @@ def run(options: RunOptions, ledger: Ledger | None = None,
                       n_train_used=len(train_set), note="read from the label store",
                       level_of_theory=None if level is None else level.as_dict())
 
-    spec = model_spec(out, options, train_set)
-    torch.manual_seed(options.seed)
-    model = build_model(spec, device)
-    model.fit_reference(train_set.numbers, torch.as_tensor(train_set.fock, device=device,
-                                                           dtype=dtype))
     if evaluator is None:
         n_eval = max(1, min(options.energy_molecules, len(val_set)))
         with ledger.phase("tensors", what="validation tensors (evaluator)", n=n_eval):
@@ -120,9 +153,7 @@ def run(options: RunOptions, ledger: Ledger | None = None,
     def evaluate(net: torch.nn.Module, step: int) -> dict[str, float]:
         return evaluator.curve_point(list(predict(net, eval_set)), fixes_h=FIXES_H)
 
-    config = train_config(QHNetConfig(**spec["config"]), options)
-    batches = batch_factory(train_set, model.config.batch_size, options.seed, dtype, device)
-    result = train(model, make_loss_fn(train_set.numbers), batches, config, out,
+    result = train(model, loss_fn, batches, config, out,
                    resume=options.resume, evaluate=evaluate, ledger=ledger,
                    progress=options.progress, extra_state={"qhnet": spec},
                    time_limit_s=time_limit_s, desc=desc)
@@ -143,7 +174,7 @@ def run(options: RunOptions, ledger: Ledger | None = None,
         final.update({f"test_{k}": v for k, v in scores.items()})
     hours = {f"{k}_hours": v / 3600 for k, v in totals(read_ledger(ledger.path)).items()}
     summary = {"preset": options.preset, "parameters": n_params,
-               "n_train": len(train_set), "n_val": len(val_set),
+               "n_train": len(train_set), "world_size": world.size, "n_val": len(val_set),
                "n_test": 0 if test_set is None else len(test_set), "steps": result.step,
                "device": str(device), "dtype": options.dtype,
                "level_of_theory": None if level is None else level.as_dict(), **final, **hours}

@@ -125,6 +125,13 @@ def rank_seed(seed: int, world: World) -> int:
     return seed + world.rank * RANK_SEED_STRIDE
 
 
+def shard(n: int, world: World) -> list[int]:
+    """This rank's share of ``n`` items: positions rank, rank + size, rank + 2 size, ...
+    Disjoint across ranks, together all ``n``, fixed by (n, size) alone; sizes differ by at
+    most one (equal when size divides n)."""
+    return list(range(world.rank, n, world.size))
+
+
 def _device_of(model: torch.nn.Module) -> torch.device:
     for p in model.parameters():
         return p.device
