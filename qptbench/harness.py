@@ -5,7 +5,8 @@ evaluator.
 2. label the training set with PySCF (the label routes' data creation) and the validation set
    (the references: evaluation cost, in no route's total);
 3. build the shared evaluator on the references (each in its own frame and grid);
-4. for each seed and each method (``methods.METHODS``): train under the budget, predict H for the
+4. for each seed and each method (``methods.METHODS``): train under the budget (on ``nproc``
+   processes when more than 1: ``methods/parallel.py``), predict H for the
    references, and hand the predictions to the evaluator; then score the controls (zero model,
    early-stopped DIIS SCF, the label itself) with the same code;
 5. write ``scores.csv`` (per molecule), ``results.csv`` (per method, seed and k), tables, plots,
@@ -81,6 +82,7 @@ class HarnessConfig:
     eri: str = "dense"           # two-electron integrals: dense | df (labels and QPT alike)
     auxbasis: str = "def2-universal-jkfit"
     labeller: str = "pyscf"      # SCF code of the labels: pyscf | gpu4pyscf (same level)
+    nproc: int = 1               # training processes per route (methods/parallel.py)
     # engine of the network methods' energy signal: torch | jax (not a level of theory)
     energy_backend: str = "torch"
     seed: int = 0                # sampling and split seed; training seeds are 0..seeds-1
@@ -131,6 +133,8 @@ def make_config(preset: str, **overrides: Any) -> HarnessConfig:
     for name in ("seeds", "n_train", "n_val"):
         if getattr(cfg, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
+    if cfg.nproc < 1:
+        raise InputError(f"--nproc must be at least 1, got {cfg.nproc}")
     if cfg.budget_hours is not None and not cfg.budget_hours > 0:
         raise InputError(f"--budget-hours must be > 0, got {cfg.budget_hours}")
     cfg.level()  # a bad --eri fails here, before any sampling or labelling
@@ -284,6 +288,10 @@ def run(cfg: HarnessConfig, out_dir: str | Path, device: torch.device, resume: b
     out = Path(out_dir)
     say = _say(progress)
     _check_resume(cfg, out, resume)
+    if cfg.nproc > 1:  # before any work: a count this machine cannot run
+        from qptbench.methods.parallel import check_nproc
+
+        check_nproc(cfg.nproc, device, available_cores())
     out.mkdir(parents=True, exist_ok=True)
     (out / "run.json").write_text(json.dumps({
         "molecule": cfg.molecule, "preset": cfg.preset, "methods": list(cfg.methods),
@@ -330,8 +338,17 @@ def _run_method(cfg: HarnessConfig, name: str, seed: int, out: Path, dataset: Pa
             raise InputError(f"the budget of {cfg.budget_hours} h is used up by {name}'s "
                              "labelling alone")
     say(f"{method.title}, seed {seed}: training"
-        + ("" if remaining is None else f" for {remaining / 60:.1f} min of wall-clock"))
-    method.train(ctx, remaining)
+        + ("" if remaining is None else f" for {remaining / 60:.1f} min of wall-clock")
+        + ("" if cfg.nproc == 1 else f" on {cfg.nproc} processes"))
+    if cfg.nproc == 1:
+        method.train(ctx, remaining)
+    else:
+        from qptbench.methods.parallel import train_parallel
+
+        ranks = Ledger(ledger.path, str(device), method=name, seed=seed,
+                       energy_backend=cfg.energy_backend, world_size=cfg.nproc)
+        train_parallel(method, replace(ctx, ledger=ranks), remaining, cfg.nproc,
+                       available_cores())
     say(f"{name} seed {seed}: scoring {len(evaluator)} held-out molecules (k = 0, 1, 3; "
         f"SCF acceleration on {evaluator.scf_molecules})")
     with ledger.phase("eval", what="final scores (shared evaluator)", n=len(evaluator)):

@@ -44,6 +44,17 @@ def eri_option(default: str | None = "dense", note: str = ""):
     return typer.Option(default, "--eri", metavar="dense|df", help=ERI_HELP + note)
 
 
+LABELLER_HELP = ("SCF code of the labels: PySCF on CPU, or GPU4PySCF on a CUDA GPU at the same "
+                 "level of theory (pip install 'qptbench[gpu]').")
+
+
+def labeller_option(note: str = ""):
+    """``--labeller pyscf|gpu4pyscf`` (a typer option); ``note`` adds what is particular to the
+    command, in --help."""
+    return typer.Option("pyscf", "--labeller", metavar="pyscf|gpu4pyscf",
+                        help=LABELLER_HELP + note)
+
+
 def auxbasis_option():
     """``--auxbasis NAME`` for density fitting."""
     return typer.Option("def2-universal-jkfit", "--auxbasis", metavar="NAME", help=AUXBASIS_HELP)

@@ -7,7 +7,7 @@ import math
 
 import typer
 
-from qptbench.cli.common import auxbasis_option, eri_option, friendly
+from qptbench.cli.common import auxbasis_option, eri_option, friendly, labeller_option
 from qptbench.dft.geometry import builtin_names
 
 data_app = typer.Typer(help="Inspect dataset files: splits, labels, cost.", no_args_is_help=True,
@@ -162,10 +162,8 @@ def label(
                                   help="Show a progress bar.  [default: on]"),
     as_json: bool = typer.Option(False, "--json/--no-json", show_default=False,
                                  help="Print the summary as one JSON object.  [default: off]"),
-    labeller: str = typer.Option("pyscf", "--labeller", metavar="pyscf|gpu4pyscf",
-                                 help="SCF code: PySCF on CPU, or GPU4PySCF on a CUDA GPU at the "
-                                 "same level of theory (pip install 'qptbench[gpu]').  A file "
-                                 "is resumed only with the labeller that started it."),
+    labeller: str = labeller_option("  A file is resumed only with the labeller that started "
+                                    "it."),
 ) -> None:
     """Label a dataset with PySCF RKS, or GPU4PySCF's (resumable).
 

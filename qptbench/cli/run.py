@@ -12,6 +12,7 @@ from qptbench.cli.common import (
     energy_backend_option,
     eri_option,
     friendly,
+    labeller_option,
 )
 from qptbench.cli.memory import guard, memory_limit_option
 
@@ -55,6 +56,13 @@ def run_command(
     label_workers: int = typer.Option(None, "--label-workers", metavar="N",
                                       help="PySCF labelling processes.  [default: all cores "
                                       "(os.sched_getaffinity)]"),
+    labeller: str = labeller_option("  Labels are data creation, booked to the label "
+                                    "routes whichever code makes them."),
+    nproc: int = typer.Option(1, "--nproc", metavar="N",
+                              help="Train each route on N processes (data-parallel, as "
+                              "torchrun --nproc-per-node N: gloo on CPU, one GPU each on "
+                              "CUDA) under the same budget; sampling, labelling and scoring "
+                              "stay in this process.  At most the cores (CPU) or GPUs."),
     eri: str = eri_option(None, "  [default: from --preset: smoke df (it must fit a laptop: "
                           "uracil's dense ERIs are 2.4 GB per geometry), small and paper "
                           "dense]"),
@@ -84,6 +92,7 @@ def run_command(
                               seeds=seeds, label_workers=label_workers, budget_hours=budget_hours,
                               eval_points=eval_points, scf_molecules=scf_molecules,
                               eri=eri, auxbasis=auxbasis, energy_backend=energy_backend,
+                              labeller=labeller, nproc=nproc,
                               methods=tuple(m.strip() for m in methods.split(",") if m.strip()))
     from qptbench.methods.memory import harness_need
 

@@ -92,8 +92,14 @@ class QPTMethod:
                                              ctx.progress)
         return ctx.cache[key]
 
+    def prepare(self, ctx: MethodContext) -> None:
+        """Before training on several processes (``methods.parallel``): the held-out inputs,
+        made once here and handed to rank 0 (and kept for the scoring) in ``ctx.cache``."""
+        self._predictor(ctx, self._config(ctx))
+
     def train(self, ctx: MethodContext, budget_s: float | None) -> None:
         from qptbench.methods.qpt import run
+        from qptbench.training import distributed
 
         cfg = self._config(ctx)
         net = "QPT" if self.arch == "qpt" else "QHNet on H_init"
@@ -101,7 +107,8 @@ class QPTMethod:
         run(cfg, ctx.out, ctx.device, resume=ctx.resume, progress=ctx.progress,
             ledger=ctx.ledger, time_limit_s=budget_s, evaluator=ctx.evaluator,
             desc=f"{net} training ({self.signal}{head}, seed {ctx.seed})",
-            predictor=self._predictor(ctx, cfg))
+            # under several processes rank 0 alone evaluates: the others need no inputs
+            predictor=self._predictor(ctx, cfg) if distributed.current().main else None)
 
     def predict(self, ctx: MethodContext, molecules: list[Molecule]) -> list[np.ndarray]:
         from qptbench.training import qpt as tq
