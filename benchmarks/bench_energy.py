@@ -4,12 +4,18 @@
 / ``energy_and_grad`` on tensors converted once in ``setup``, results waited for with
 ``block_until_ready``).  Every ``setup`` makes the first call, so only steady-state calls are
 timed; JAX's compilation is its own figure, ``JaxCompile.track_jax_compile_seconds``.
+
+``eri`` is the two-electron treatment: ``dense`` (exact (ij|kl), N⁴ memory) or ``df`` (density
+fitting over def2-universal-jkfit, N_aux N²), which carries the N_AO series to the 485-AO
+peptide; PySCF's peer is then its DF-RKS.  A case that would not fit is n/a
+(``common.why_not``); so is the JAX engine on DF tensors while it has no density fitting.
+``benchmarks/fit_exponent.py`` fits the exponent of E + backward vs N_AO from the results.
 """
 
 from __future__ import annotations
 
 from . import common
-from .common import DEVICES, MOLECULES, Benchmark
+from .common import DEVICES, ERIS, MOLECULES, Benchmark
 
 SCHEDULES = {1: (), 3: (0.5, 0.0)}  # DFT iterations -> mixes (the paper's 1 + 2 schedule)
 BACKENDS = ["torch", "jax"]
@@ -27,10 +33,10 @@ def pyscf_fock_energy(mf, dm) -> None:
     mf.energy_tot(dm, vhf=mf.get_veff(mf.mol, dm))
 
 
-def warm_pyscf(name: str, dm):
+def warm_pyscf(name: str, dm, eri: str = "dense"):
     from qptbench.dft.labels import make_rks
 
-    mf = make_rks(common.molecule(name), common.level())
+    mf = make_rks(common.molecule(name), common.level(eri))
     mf.get_fock(dm=dm)
     return mf
 
@@ -48,12 +54,18 @@ def require_backend(backend: str, device: str) -> None:
 
 
 def jax_inputs(t):
-    """The JAX engine's tensors and H0 (converted once, on JAX's default device)."""
+    """The JAX engine's tensors and H0 (converted once, on JAX's default device); n/a where
+    the engine refuses the tensors (density-fitted ones, while it has no DF)."""
     import jax.numpy as jnp
 
     from qptbench.dft.jax_tensors import from_torch
+    from qptbench.errors import InputError
 
-    return from_torch(t.to("cpu")), jnp.asarray(common.initial_h(t).cpu().numpy())
+    try:
+        tj = from_torch(t.to("cpu"))
+    except InputError as exc:
+        raise NotImplementedError(str(exc)) from None
+    return tj, jnp.asarray(common.initial_h(t).cpu().numpy())
 
 
 def steps(t, backend: str, device: str, mixes=()):
@@ -94,34 +106,35 @@ def steps(t, backend: str, device: str, mixes=()):
 
 
 class Energy(Benchmark):
-    params = (list(MOLECULES), DEVICES, BACKENDS)
-    param_names = ("molecule", "device", "backend")
+    params = (list(MOLECULES), DEVICES, BACKENDS, ERIS)
+    param_names = ("molecule", "device", "backend", "eri")
     setup_cache = staticmethod(common.build_all_tensors)
+    timeout = 1800  # the 485-AO peptide (DF): about 100 s a call on two cores, 2 warm-up calls
 
-    def setup(self, cache, name, device, backend):
+    def setup(self, cache, name, device, backend, eri):
         require_backend(backend, device)
-        self.t = common.load_tensors(cache, name, device)
+        self.t = common.load_tensors(cache, name, device, eri)
         self.forward, self.forward_backward = steps(self.t, backend, device)
 
-    def time_forward(self, cache, name, device, backend):
+    def time_forward(self, cache, name, device, backend, eri):
         self.forward()
 
-    def time_forward_backward(self, cache, name, device, backend):
+    def time_forward_backward(self, cache, name, device, backend, eri):
         self.forward_backward()
 
-    def track_gflops_forward_backward(self, cache, name, device, backend):
+    def track_gflops_forward_backward(self, cache, name, device, backend, eri):
         t = self.t
-        flops = common.flops_energy(
-            t.n_ao, t.n_occ, t.n_grid, common.eri_elements(t), backward=True
-        )
+        flops = common.flops_energy(t.n_ao, t.n_occ, t.n_grid, common.eri_elements(t),
+                                    backward=True, jk_flops=common.jk_flops(t))
         return flops / common.best_time(self.forward_backward, 3, device) / 1e9
 
     track_gflops_forward_backward.unit = "GFLOP/s"
 
-    def track_ratio_to_pyscf_fock(self, cache, name, device, backend):
-        """ours E + backward / PySCF's warm Fock build + energy, same density, best of 3 each."""
+    def track_ratio_to_pyscf_fock(self, cache, name, device, backend, eri):
+        """ours E + backward / PySCF's warm Fock build + energy (its DF-RKS for ``df``), same
+        density, best of 3 each."""
         dm = self.t.dm_minao.cpu().numpy()
-        mf = warm_pyscf(name, dm)
+        mf = warm_pyscf(name, dm, eri)
         ours = common.best_time(self.forward_backward, 3, device)
         return ours / common.best_time(lambda: pyscf_fock_energy(mf, dm), 3)
 
@@ -129,16 +142,17 @@ class Energy(Benchmark):
 
 
 class Sandwich(Benchmark):
-    params = (list(MOLECULES), DEVICES, list(SCHEDULES), BACKENDS)
-    param_names = ("molecule", "device", "dft_iterations", "backend")
+    params = (list(MOLECULES), DEVICES, list(SCHEDULES), BACKENDS, ERIS)
+    param_names = ("molecule", "device", "dft_iterations", "backend", "eri")
     setup_cache = staticmethod(common.build_all_tensors)
+    timeout = 3600  # the 485-AO peptide at 3 DFT iterations: minutes a call
 
-    def setup(self, cache, name, device, iterations, backend):
+    def setup(self, cache, name, device, iterations, backend, eri):
         require_backend(backend, device)
-        t = common.load_tensors(cache, name, device)
+        t = common.load_tensors(cache, name, device, eri)
         _, self.forward_backward = steps(t, backend, device, SCHEDULES[iterations])
 
-    def time_forward_backward(self, cache, name, device, iterations, backend):
+    def time_forward_backward(self, cache, name, device, iterations, backend, eri):
         self.forward_backward()
 
 
@@ -174,26 +188,26 @@ class JaxCompile(Benchmark):
 
 
 class PySCFFockEnergy(Benchmark):
-    params = (list(MOLECULES),)
-    param_names = ("molecule",)
+    params = (list(MOLECULES), ERIS)
+    param_names = ("molecule", "eri")
     setup_cache = staticmethod(common.build_all_tensors)
 
-    def setup(self, cache, name):
-        self.dm = common.load_tensors(cache, name, "cpu").dm_minao.numpy()
-        self.mf = warm_pyscf(name, self.dm)
+    def setup(self, cache, name, eri):
+        self.dm = common.load_tensors(cache, name, "cpu", eri).dm_minao.numpy()
+        self.mf = warm_pyscf(name, self.dm, eri)
 
-    def time_pyscf_fock_energy(self, cache, name):
+    def time_pyscf_fock_energy(self, cache, name, eri):
         pyscf_fock_energy(self.mf, self.dm)
 
 
 class EnergyMemory:
     """Peak RSS of loading the tensors and one E + backward (tensors counted: they are needed)."""
 
-    params = (list(MOLECULES),)
-    param_names = ("molecule",)
+    params = (list(MOLECULES), ERIS)
+    param_names = ("molecule", "eri")
     setup_cache = staticmethod(common.build_all_tensors)
     timeout = 600
 
-    def peakmem_forward_backward(self, cache, name):
-        t = common.load_tensors(cache, name, "cpu")
+    def peakmem_forward_backward(self, cache, name, eri):
+        t = common.load_tensors(cache, name, "cpu", eri)
         energy_backward(t, common.initial_h(t))

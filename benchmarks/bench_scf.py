@@ -78,6 +78,7 @@ class PySCFSCF(Benchmark):
     repeat = (2, 5, 120.0)
 
     def setup(self, name):
+        common.require_pyscf_dense(name)  # else PySCF's direct SCF: hours at 485 AOs
         common.pin_threads()
         pyscf_scf("water")  # load libraries
 

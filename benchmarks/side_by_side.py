@@ -11,9 +11,10 @@ ratio to the same PySCF figure, and pyscfad's E + dE/dD on that density (``pyscf
     python benchmarks/side_by_side.py --eri df --molecule uracil alanine_dipeptide
 
 With ``--eri df`` (density fitting over ``--auxbasis``) the same columns compare our DF tensors
-with PySCF's own DF precompute (``with_df.build()``: its 3-index integrals and their Cholesky
-whitening, kept in core, plus grid, AO values and minao guess), and our DF energy + backward with
-PySCF's warm DF-RKS Fock build + energy; the engines without DF (JAX, pyscfad) print "n/a".
+with PySCF's own DF precompute (``bench_tensors.pyscf_raw``: ``with_df.build()``, its 3-index
+integrals and their Cholesky whitening kept in core, plus grid, AO values and minao guess), and
+our DF energy + backward with PySCF's warm DF-RKS Fock build + energy; the engines without DF
+(JAX, pyscfad) print "n/a".
 A molecule whose estimated memory (``qptbench.dft.memory``: our tensors beside PySCF's) exceeds
 the limit (``--memory-limit-gb``, default 80% of the memory available) is skipped with a
 comment line saying so.
@@ -31,6 +32,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # pyscfad_peer, however this is run
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks.bench_tensors
 
 def best_of(fn, repeat: int) -> float:
     times = []
@@ -63,24 +65,6 @@ def machine_line(threads: int) -> str:
             f"{metadata.version('torch')}, pyscf {metadata.version('pyscf')}; commit {commit}")
 
 
-def pyscf_precompute(mol, level) -> None:
-    """What PySCF computes before an SCF at ``level``: the two-electron part (s8 ERIs, or the
-    DF object's whitened 3-index tensor), the grid, AO values (+ gradients), the minao guess."""
-    from pyscf import df, dft, scf
-
-    from qptbench.dft.tensors import build_grids, build_mole
-
-    pmol = build_mole(mol, level.basis)
-    if level.is_df:
-        with_df = df.DF(pmol, auxbasis=level.auxbasis)
-        with_df.build()  # in core while it fits PySCF's max_memory (it does up to 485 AOs)
-    else:
-        pmol.intor("int2e", aosym="s8")
-    grids = build_grids(pmol, level.grid_level)
-    dft.numint.eval_ao(pmol, grids.coords, deriv=1)
-    scf.hf.init_guess_by_minao(pmol)
-
-
 def too_big(mol, level, limit_gb: float | None) -> str | None:
     """Why ``mol`` is skipped (its estimate over the limit), or None: our tensors, the moment
     of building them and PySCF's warm RKS, held together in this process."""
@@ -98,6 +82,7 @@ def main() -> None:
     import jax
     import pyscfad_peer
 
+    from benchmarks.bench_tensors import pyscf_raw
     from qptbench.dft import jax_engine
     from qptbench.dft.energy import energy, fock
     from qptbench.dft.geometry import Molecule
@@ -136,8 +121,8 @@ def main() -> None:
         if skip:
             print(f"# {name}: skipped, {skip}")
             continue
-        pyscf_precompute(Molecule.builtin("water"), level)  # libraries and basis files loaded
-        prep_pyscf = best_of(lambda mol=mol: pyscf_precompute(mol, level), args.repeat)
+        pyscf_raw(Molecule.builtin("water"), level)  # libraries and basis files loaded
+        prep_pyscf = best_of(lambda mol=mol: pyscf_raw(mol, level), args.repeat)
         prep_ours = best_of(lambda mol=mol: build_tensors(mol, level), args.repeat)
         t = build_tensors(mol, level)
         h0 = fock(t, t.dm_minao).detach()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import itertools
 import json
 import pkgutil
 import sys
@@ -18,6 +19,7 @@ common = importlib.import_module("benchmarks.common")
 MODULES = [m.name for m in pkgutil.iter_modules([str(ROOT / "benchmarks")])
            if m.name.startswith("bench_")]
 SLOW = {"track_ratio_with_preparation_to_pyscf_scf"}  # a whole extra PySCF SCF; covered by others
+DENSE_ONLY = {"Sandwich", "EnergyMemory"}  # their DF cases run the energy's DF path again
 
 
 def test_asv_config_is_plain_json_for_an_existing_env():
@@ -52,16 +54,20 @@ def _classes():
 
 def _cases():
     """(class, params): the first value of every parameter (water, cpu, first schedule), and
-    each backend where a class has that parameter."""
+    each backend and each ERI treatment (dense, df) where a class has that parameter; DF with
+    the first backend only, and not for the sandwich and the memory peak (the energy's DF path,
+    already run)."""
     for cls in _classes():
-        params = [values[0] for values in cls.params]
         names = getattr(cls, "param_names", ())
-        backends = cls.params[names.index("backend")] if "backend" in names else [None]
-        for backend in backends:
-            if backend is not None:
-                params[names.index("backend")] = backend
-            yield pytest.param(cls, tuple(params),
-                               id=cls.__name__ + (f"-{backend}" if backend else ""))
+        varied = [n for n in ("backend", "eri") if n in names]
+        for values in itertools.product(*(cls.params[names.index(n)] for n in varied)):
+            backend = values[0] if "backend" in varied else None
+            if "df" in values and (cls.__name__ in DENSE_ONLY or backend not in (None, "torch")):
+                continue
+            params = [v[0] for v in cls.params]
+            for name, value in zip(varied, values, strict=True):
+                params[names.index(name)] = value
+            yield pytest.param(cls, tuple(params), id="-".join([cls.__name__, *values]))
 
 
 def _setup(cls, cache, params):
@@ -89,9 +95,9 @@ def test_one_water_case_of_every_benchmark(cls, params, cache):
 
 
 @pytest.mark.parametrize("cls_name, method, params", [
-    ("Energy", "time_forward", ("water", "cpu", "jax")),
-    ("Energy", "time_forward_backward", ("water", "cpu", "jax")),
-    ("Sandwich", "time_forward_backward", ("water", "cpu", 3, "jax")),
+    ("Energy", "time_forward", ("water", "cpu", "jax", "dense")),
+    ("Energy", "time_forward_backward", ("water", "cpu", "jax", "dense")),
+    ("Sandwich", "time_forward_backward", ("water", "cpu", 3, "jax", "dense")),
 ])
 def test_jax_benchmarks_never_recompile_per_call(cls_name, method, params, cache):
     import jax
