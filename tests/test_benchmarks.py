@@ -151,3 +151,32 @@ def test_alanine_dipeptide_is_deterministic_and_200_aos():
     a, b = common.molecule("alanine_dipeptide"), common.molecule("alanine_dipeptide")
     assert a.n_atoms == 22 and (a.positions == b.positions).all()
     assert basis_layout(a).n_ao == 200
+
+
+def test_fit_exponent_reads_asv_results_and_fits_the_slope(capsys, tmp_path):
+    """The exponent of t = c N^p is p; an asv results file's flat value list is matched to the
+    product of its parameter lists (molecule first), n/a (None) and NaN left out."""
+    fit = importlib.import_module("benchmarks.fit_exponent")
+    sizes = {"water": 24, "ethanol": 72, "uracil": 132, "ace_ala4_nme": 485}
+    assert abs(fit.exponent([24, 72, 132, 485], [2e-6 * n**2.5 for n in (24, 72, 132, 485)])
+               - 2.5) < 1e-12
+    with pytest.raises(ValueError, match="two or more"):
+        fit.exponent([24, 24], [1.0, 2.0])
+    names = list(sizes)
+    params = [[repr(n) for n in names], ["'cpu'"], ["'dense'", "'df'"]]
+    # product order: (water, dense), (water, df), (ethanol, dense), ...; dense 485 is n/a
+    values = []
+    for name in names:
+        n = sizes[name]
+        values += [None if n > 200 else 1e-8 * n**4, float("nan") if n == 72 else 3e-7 * n**3]
+    data = {"result_columns": ["result", "params", "version"],
+            "results": {fit.BENCHMARK: [values, params, "v"]}}
+    series = fit.asv_series(data, fit.BENCHMARK, sizes)
+    assert [n for n, _, _ in series[("cpu", "dense")]] == [24, 72, 132]
+    assert [n for n, _, _ in series[("cpu", "df")]] == [24, 132, 485]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(data))
+    fit.main([str(path)])
+    out = capsys.readouterr().out
+    assert "cpu, dense: exponent 4.00" in out and "cpu, df: exponent 3.00" in out
+    assert "N_AO 24..485, 3 molecules" in out
