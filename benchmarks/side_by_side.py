@@ -18,7 +18,9 @@ our DF energy + backward with PySCF's warm DF-RKS Fock build + energy; the engin
 A molecule whose estimated memory (``qptbench.dft.memory``: our tensors beside PySCF's) exceeds
 the limit (``--memory-limit-gb``, default 80% of the memory available) is skipped with a
 comment line saying so.
-Absolute times on shared machines are noise; the ratios are the point.
+Ours and PySCF's are timed alternately, one call of each per round (tensor preparation: the best
+round; energy: the median round).  Absolute times on shared machines are noise; the ratios are
+the point.
 """
 
 from __future__ import annotations
@@ -33,6 +35,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # pyscfad_peer, however this is run
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks.bench_tensors
+
+def alternating(fns, repeat: int) -> list[list[float]]:
+    """Each function's times over ``repeat`` rounds, one call of each per round: load that
+    comes and goes on a shared machine then falls on both sides of a ratio alike."""
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, out in zip(fns, times, strict=True):
+            out.append(best_of(fn, 1))
+    return times
+
 
 def best_of(fn, repeat: int) -> float:
     times = []
@@ -122,8 +134,9 @@ def main() -> None:
             print(f"# {name}: skipped, {skip}")
             continue
         pyscf_raw(Molecule.builtin("water"), level)  # libraries and basis files loaded
-        prep_pyscf = best_of(lambda mol=mol: pyscf_raw(mol, level), args.repeat)
-        prep_ours = best_of(lambda mol=mol: build_tensors(mol, level), args.repeat)
+        prep_pyscf, prep_ours = map(min, alternating(
+            [lambda mol=mol: pyscf_raw(mol, level), lambda mol=mol: build_tensors(mol, level)],
+            args.repeat))
         t = build_tensors(mol, level)
         h0 = fock(t, t.dm_minao).detach()
 
@@ -138,8 +151,8 @@ def main() -> None:
         def theirs(mf=mf, dm=dm):
             mf.energy_tot(dm, vhf=mf.get_veff(mf.mol, dm))
 
-        run_ours = statistics.median([best_of(ours, 1) for _ in range(args.repeat)])
-        run_pyscf = statistics.median([best_of(theirs, 1) for _ in range(args.repeat)])
+        ours()  # warm: the allocator, autograd's first graph
+        run_ours, run_pyscf = map(statistics.median, alternating([ours, theirs], args.repeat))
 
         jax_s = jax_ratio = "n/a"
         if not level.is_df or jax_engine_has_df():
