@@ -83,3 +83,43 @@ def test_run_passes_nproc_and_labeller_to_the_harness(monkeypatch, tmp_path):
     assert result.exit_code == 0, result.output
     assert seen["cfg"].nproc == 2 and seen["cfg"].labeller == "pyscf"
     assert harness.make_config("smoke").nproc == 1  # the default: one process, as before
+
+
+def test_the_evaluator_travels_without_its_pyscf_timers():
+    """The ranks get the harness's evaluator by pickling; after a scoring with SCF runs it
+    holds PySCF objects (a DF-RKS class made at run time) that do not pickle."""
+    import pickle
+
+    from qptbench.dft.geometry import Molecule
+    from qptbench.dft.level import LevelOfTheory
+    from qptbench.evaluation.evaluator import Evaluator
+    from qptbench.evaluation.references import from_pyscf
+    from qptbench.evaluation.scf_speedup import SCFTimer
+
+    level = LevelOfTheory(basis="sto-3g", grid_level=1, eri="df")
+    water = Molecule.builtin("water")
+    evaluator = Evaluator(from_pyscf([water], level), level, CPU, scf_molecules=1)
+    evaluator._timers = [SCFTimer(water, level)]
+    with pytest.raises(Exception):  # noqa: B017 (whatever pickle raises for it)
+        pickle.dumps(evaluator._timers)
+    copy = pickle.loads(pickle.dumps(evaluator))
+    assert copy._timers is None and evaluator._timers is not None
+    assert copy.floor_mev == evaluator.floor_mev
+
+
+@pytest.mark.slow  # about 1-3 minutes on 2 cores: MD, labels, two routes on 2 processes each
+def test_run_with_two_processes_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "--preset", "smoke", "--n-train", "2", "--n-val", "1", "--methods",
+            "qpt,qhnet", "--device", "cpu", "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--nproc", "2"])
+    assert result.exit_code == 0, result.output
+    assert (out / "results.csv").exists()
+    entries = read_ledger(out / "ledger.jsonl")
+    for name in ("qpt:energy", "qhnet:labels"):
+        trained = [e for e in entries if e["phase"] == "train" and e["method"] == name]
+        assert [e.get("what") for e in trained] == [None, BOOKED_AS], name
+        assert all(e["world_size"] == 2 for e in trained)
+        assert len(trained[0]["rank_wall_seconds"]) == 2
+    again = CliRunner().invoke(app, [*args, "--resume"])  # --nproc 1 now
+    assert again.exit_code == 2 and "written with other settings" in again.output

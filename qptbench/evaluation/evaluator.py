@@ -121,6 +121,11 @@ class Evaluator:
         self.floor_mev = [abs(iterate(t, self._tensor(r.fock), k_max=0)[0].energy - r.energy)
                           * HARTREE_TO_MEV for t, r in zip(self.tensors, self.refs, strict=True)]
 
+    def __getstate__(self) -> dict:
+        # A copy for other processes (``qptbench run --nproc``): the SCF timers hold PySCF
+        # objects that do not pickle; they are made again on first use.
+        return {**self.__dict__, "_timers": None}
+
     def __len__(self) -> int:
         return len(self.refs)
 

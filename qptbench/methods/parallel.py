@@ -16,7 +16,8 @@ and the held-out inputs would then be rebuilt (and booked) once more.
 
 Time.  The budget governs each rank's training loop as in one process (rank 0's clock).  What
 the ranks' own entries do not cover (starting N Python processes, imports, building the model
-on each, the process group, and the other ranks' CPU) is booked as one more ``train`` entry,
+on each, the process group, what rank 0 does unbooked in one process too, such as timing
+inference, and the other ranks' CPU) is booked as one more ``train`` entry,
 ``what="parallel start-up and other ranks"``: the route's ledger then sums to the wall-clock of
 the whole parallel phase, and its CPU to every rank's.
 """
