@@ -111,6 +111,8 @@ def main() -> None:
                         help="two-electron integrals: exact (dense) or density-fitted (df)")
     parser.add_argument("--auxbasis", default="def2-universal-jkfit",
                         help="fitting basis with --eri df (PySCF name)")
+    parser.add_argument("--grid-level", type=int, default=3,
+                        help="PySCF grid level (1 lets the 485-AO peptide fit 24 GB with DF)")
     parser.add_argument("--memory-limit-gb", type=float, default=None,
                         help="skip molecules estimated above this (default: 80%% of available)")
     args = parser.parse_args()
@@ -118,7 +120,7 @@ def main() -> None:
     from pyscf import lib
 
     lib.num_threads(args.threads)
-    level = LevelOfTheory(eri=args.eri, auxbasis=args.auxbasis)
+    level = LevelOfTheory(eri=args.eri, auxbasis=args.auxbasis, grid_level=args.grid_level)
 
     print(machine_line(args.threads))
     fitted = f", density fitting ({level.auxbasis})" if level.is_df else ""
