@@ -88,9 +88,11 @@ def coulomb_exchange(
     j = (eri.reshape(n * n, n * n) @ d).reshape(n, n)
     if not with_k:
         return j, None
-    # K_il = Σ_(jk) eri[i, (jk), l] D_(jk): one contraction over the middle axis of a reshape
-    # (a view), no permuted copy of the ERIs.
-    return j, jnp.einsum("iml,m->il", eri.reshape(n, n * n, n), d)
+    # K_il = Σ_(jk) eri[i, (jk), l] D_(jk), as a broadcast product summed over the middle axis
+    # of a reshape (a view): XLA fuses it into one streaming pass over the ERIs.  As a dot
+    # (einsum "iml,m->il") XLA transposed the whole tensor per call: uracil 4.3 s against
+    # 0.55 s this way (a batched (1, N²) @ (N², N) dot 1.0 s).
+    return j, (eri.reshape(n, n * n, n) * d.reshape(1, n * n, 1)).sum(1)
 
 
 def _energy_and_fock(t: JaxTensors, dm: jax.Array) -> tuple[jax.Array, jax.Array]:
