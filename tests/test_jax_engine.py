@@ -209,7 +209,7 @@ def test_scf_reports_non_convergence():
 
 def test_bad_tensors_get_one_line_errors():
     _, t = _tensors("water", 11)
-    for bad, match in ((dataclasses.replace(t, eri=None), "dense ERIs"),
+    for bad, match in ((dataclasses.replace(t, eri=None), "neither dense ERIs"),
                        (dataclasses.replace(t, ao_grad=None), "GGA")):
         with pytest.raises(InputError, match=match) as info:
             from_torch(bad)

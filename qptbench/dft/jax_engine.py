@@ -26,6 +26,7 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from qptbench.dft.density import GAP_ETA
 from qptbench.dft.jax_tensors import JaxTensors
@@ -95,9 +96,35 @@ def coulomb_exchange(
     return j, (eri.reshape(n, n * n, n) * d.reshape(1, n * n, 1)).sum(1)
 
 
+def df_coulomb_exchange(
+    b: jax.Array, dm: jax.Array, with_k: bool = True
+) -> tuple[jax.Array, jax.Array | None]:
+    """J (N, N) and K (N, N) from the fitted factor B (N_aux, N, N): J = Σ_Q B_Q tr(B_Q D),
+    K = Σ_Q B_Q D B_Q (``density_fitting.py``; any D, as there)."""
+    n_aux, n = b.shape[0], dm.shape[-1]
+    b_flat = b.reshape(n_aux, n * n)
+    j = ((b_flat @ dm.reshape(n * n)) @ b_flat).reshape(n, n)
+    if not with_k:
+        return j, None
+    x = jnp.matmul(b, dm)                                        # (N_aux, N, N): B_Q D
+    # K_μσ = Σ_Qλ (B_Q D)_μλ (B_Q)_λσ: one dot contracting Q and λ together
+    k = lax.dot_general(x, b, (((0, 2), (0, 1)), ((), ())))
+    return j, k
+
+
+def coulomb_exchange_of(
+    t: JaxTensors, dm: jax.Array, with_k: bool = True
+) -> tuple[jax.Array, jax.Array | None]:
+    """J and K at the tensors' level: dense ERIs, or the fitted factor where ``t.eri`` is None
+    (the choice is static: a pytree leaf that is None is no leaf, so it is part of the shape)."""
+    if t.df_b is not None:
+        return df_coulomb_exchange(t.df_b, dm, with_k)
+    return coulomb_exchange(t.eri, dm, with_k)
+
+
 def _energy_and_fock(t: JaxTensors, dm: jax.Array) -> tuple[jax.Array, jax.Array]:
     hyb = t.xc.hyb
-    j, k = coulomb_exchange(t.eri, dm, with_k=hyb != 0)
+    j, k = coulomb_exchange_of(t, dm, with_k=hyb != 0)
     e_xc, v_xc = xc_energy_potential(t, dm)
     energy = (dm * t.h_core).sum() + 0.5 * (dm * j).sum() + e_xc + t.e_nuc
     fock = t.h_core + j + v_xc

@@ -41,13 +41,14 @@ class JaxTensors:
     h_core: jax.Array            # T + V_nuc (N, N)
     l_inv: jax.Array             # L⁻¹ with S = L Lᵀ (N, N)
     dm_minao: jax.Array          # minao guess density (N, N)
-    eri: jax.Array               # (ij|kl), dense (N, N, N, N)
+    eri: jax.Array | None        # (ij|kl), dense (N, N, N, N); None at a density-fitted level
     e_nuc: jax.Array             # nuclear repulsion, Ha, 0-d (a leaf: it changes per geometry)
     weights: jax.Array           # (B, g), 0 on padding
     ao: jax.Array                # (B, N, g)
     ao_grad: jax.Array | None    # (B, 3, N, g); None for LDA functionals
     n_occ: int
     xc: Functional
+    df_b: jax.Array | None = None  # fitted factor B (N_aux, N, N) where eri is None
 
     @property
     def n_ao(self) -> int:
@@ -57,7 +58,7 @@ class JaxTensors:
 jax.tree_util.register_dataclass(
     JaxTensors,
     data_fields=["overlap", "h_core", "l_inv", "dm_minao", "eri", "e_nuc", "weights", "ao",
-                 "ao_grad"],
+                 "ao_grad", "df_b"],
     meta_fields=["n_occ", "xc"],
 )
 
@@ -73,11 +74,14 @@ def _blocked(a: np.ndarray, n_blocks: int, block: int) -> np.ndarray:
 def from_torch(t: DFTTensors, grid_block: int = GRID_BLOCK) -> JaxTensors:
     """The JAX engine's copy of ``t`` (on JAX's default device), converted once per geometry.
 
-    AO gradients are dropped for LDA functionals (the engine then never forms ∇ρ).
+    AO gradients are dropped for LDA functionals (the engine then never forms ∇ρ).  Dense or
+    density-fitted, as ``t`` is: its exact ERIs or its fitted factor B are copied, never both.
+    AO values are read through ``t.ao`` / ``t.ao_grad`` (dense (N, G), (3, N, G)) only.
     """
-    if getattr(t, "eri", None) is None:
-        raise InputError("the JAX engine needs dense ERIs; density-fitted tensors are not "
-                         "supported by it yet (build the tensors without density fitting)")
+    df_b = getattr(t, "df_b", None)
+    if getattr(t, "eri", None) is None and df_b is None:
+        raise InputError("the tensors hold neither dense ERIs nor a density-fitting factor; "
+                         "build them with build_tensors")
     if grid_block < 1:
         raise InputError(f"grid block must be >= 1 point, got {grid_block}")
     if t.xc.is_gga and t.ao_grad is None:
@@ -100,11 +104,12 @@ def from_torch(t: DFTTensors, grid_block: int = GRID_BLOCK) -> JaxTensors:
         h_core=jnp.asarray(host(t.h_core)),
         l_inv=jnp.asarray(host(t.l_inv)),
         dm_minao=jnp.asarray(host(t.dm_minao)),
-        eri=jnp.asarray(host(t.eri)),
+        eri=None if df_b is not None else jnp.asarray(host(t.eri)),
         e_nuc=jnp.asarray(t.e_nuc, dtype=jnp.float64),
         weights=jnp.asarray(_blocked(host(t.weights), n_blocks, block)),
         ao=jnp.asarray(_blocked(host(t.ao), n_blocks, block)),
         ao_grad=ao_grad,
         n_occ=int(t.n_occ),
         xc=t.xc,
+        df_b=None if df_b is None else jnp.asarray(host(df_b)),
     )
