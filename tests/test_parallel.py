@@ -107,7 +107,7 @@ def test_the_evaluator_travels_without_its_pyscf_timers():
     assert copy.floor_mev == evaluator.floor_mev
 
 
-@pytest.mark.slow  # about 1-3 minutes on 2 cores: MD, labels, two routes on 2 processes each
+@pytest.mark.slow  # minutes on 2 cores: MD, labels, two routes on 2 processes each
 def test_run_with_two_processes_end_to_end(tmp_path):
     out = tmp_path / "run"
     args = ["run", "--preset", "smoke", "--n-train", "2", "--n-val", "1", "--methods",
