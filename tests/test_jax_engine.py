@@ -166,25 +166,36 @@ def test_degenerate_occupied_orbitals_give_finite_correct_gradients():
     _check_gradient(t, h0, (0.5,), seeds=(4,))
 
 
-def test_second_call_with_new_h_does_not_retrace():
+def test_hundred_calls_at_new_h_and_a_second_geometry_do_not_retrace():
+    """Steady state: after the first call per function, 100 training-like calls at new H and a
+    second geometry of the molecule neither retrace (TRACES) nor compile (the jit caches)."""
     _, t = _tensors("water", 11)
     tj = from_torch(t)
     h1 = _h_init(t).numpy()
-    h2 = h1 + random_symmetric(t.n_ao, 8, scale=0.01).numpy()
     first = [jax_engine.energy(tj, h1, (0.5,)), jax_engine.energy_and_grad(tj, h1, (0.5,))[0],
              jax_engine.sandwich(tj, h1, [0.5])[0]]
     traces = dict(jax_engine.TRACES)
-    second = [jax_engine.energy(tj, h2, (0.5,)), jax_engine.energy_and_grad(tj, h2, (0.5,))[0],
-              jax_engine.sandwich(tj, h2, [0.5])[0]]
+    jits = (jax_engine._energy_jit, jax_engine._energy_and_grad_jit, jax_engine._sandwich_jit)
+    compiled = [f._cache_size() for f in jits]
+    energies = []
+    for k in range(100):
+        h = h1 + random_symmetric(t.n_ao, 100 + k, scale=0.01).numpy()
+        energies.append(float(jax_engine.energy_and_grad(tj, h, (0.5,))[0]))
+    second = [jax_engine.energy(tj, h, (0.5,)), energies[-1], jax_engine.sandwich(tj, h, [0.5])[0]]
     assert dict(jax_engine.TRACES) == traces
+    assert [f._cache_size() for f in jits] == compiled
     for a, b in zip(first, second, strict=True):
         assert abs(float(a) - float(b)) > 1e-8  # new H, new numbers: really recomputed
+    assert len({round(e, 10) for e in energies}) == 100
     # another geometry of the same molecule, converted anew, has the same shapes
     _, t2 = _tensors("water", 12)
     t2j = from_torch(t2)
     assert t2j.weights.shape == tj.weights.shape  # grids differ, whole blocks do not
+    e2 = jax_engine.energy_and_grad(t2j, _h_init(t2).numpy(), (0.5,))[0]
     jax_engine.energy(t2j, _h_init(t2).numpy(), (0.5,))
+    assert abs(float(e2) - energies[-1]) > 1e-6
     assert dict(jax_engine.TRACES) == traces
+    assert [f._cache_size() for f in jits] == compiled
 
 
 @pytest.mark.parametrize("name, seed", [("water", 31), ("methane", 32)])
