@@ -13,8 +13,8 @@ ratio to the same PySCF figure, and pyscfad's E + dE/dD on that density (``pyscf
 With ``--eri df`` (density fitting over ``--auxbasis``) the same columns compare our DF tensors
 with PySCF's own DF precompute (``bench_tensors.pyscf_raw``: ``with_df.build()``, its 3-index
 integrals and their Cholesky whitening kept in core, plus grid, AO values and minao guess), and
-our DF energy + backward with PySCF's warm DF-RKS Fock build + energy; the engines without DF
-(JAX, pyscfad) print "n/a".
+our DF energy + backward with PySCF's warm DF-RKS Fock build + energy; the JAX engine's column
+is its DF path, and pyscfad (set up for dense ERIs) prints "n/a".
 A molecule whose estimated memory (``qptbench.dft.memory``: our tensors beside PySCF's) exceeds
 the limit (``--memory-limit-gb``, default 80% of the memory available) is skipped with a
 comment line saying so.
@@ -183,8 +183,8 @@ def main() -> None:
 
 
 def jax_engine_has_df() -> bool:
-    """Whether ``jax_tensors.from_torch`` takes density-fitted tensors (it refused them when
-    this mode was written)."""
+    """Whether ``jax_tensors.from_torch`` takes density-fitted tensors (since 0cf6b9c; before,
+    it refused them)."""
     from qptbench.dft.jax_tensors import JaxTensors
 
     return "df_b" in getattr(JaxTensors, "__dataclass_fields__", {})
