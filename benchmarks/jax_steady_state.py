@@ -36,6 +36,10 @@ def _parse() -> argparse.Namespace:
 
 def main() -> None:
     args = _parse()
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        # before numpy starts its pools: JAX's eigh calls LAPACK, whose threads otherwise spin
+        # against XLA's and torch's (uracil: 0.2 s per eigh on a loaded 2-core host)
+        os.environ.setdefault(var, str(args.threads))
     if args.threads == 1:  # must be set before JAX starts its CPU client
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_"
                                    "eigen=false intra_op_parallelism_threads=1").strip()
