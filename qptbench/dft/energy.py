@@ -18,6 +18,7 @@ import torch
 
 from qptbench.dft.density import aufbau_density
 from qptbench.dft.density_fitting import df_coulomb_exchange
+from qptbench.dft.grid_ao import AOBlock, densify, iter_blocks
 from qptbench.dft.tensors import DFTTensors
 from qptbench.dft.xc import eval_xc
 
@@ -47,64 +48,96 @@ def coulomb_exchange_of(
     return coulomb_exchange(t.eri, dm, with_k)
 
 
-GRID_BLOCK = 4096  # points per block: (3, N, block) temporaries stay in cache; smaller blocks
-# cost more in per-block autograd overhead than they gain (water 3-iteration sandwich: 2048
-# points 0.24 s, 4096 0.19 s, 8192 0.16 s; uracil energy: 4096 as fast as 2048, 8192 20 % slower)
+GRID_BLOCK = 4096  # points per dense block of ``grid_blocks`` (benchmarks of the dense path)
+XC_CHUNK = 32768  # points per functional evaluation: few calls (each is ~100 small autograd
+# ops), while its temporaries (~100 arrays of the chunk's length) stay bounded on large grids
 
 
 def grid_blocks(
     t: DFTTensors,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
-    """Weights (g,), AO values (N, g) and AO gradients (3, N, g) or None, GRID_BLOCK points at
-    a time: views into the tensors, no copies."""
+    """Weights (g,), dense AO values (N, g) and AO gradients (3, N, g) or None, GRID_BLOCK
+    points at a time (zeros where screened out).  The dense layout of before the screening,
+    for benchmarks and tests; the energy reads ``t.screened_ao`` instead."""
+    ao, ao_grad = densify(t.screened_ao, t.n_ao, t.n_grid)
     for start in range(0, t.n_grid, GRID_BLOCK):
         block = slice(start, start + GRID_BLOCK)
-        ao_grad = None if t.ao_grad is None else t.ao_grad[:, :, block]
-        yield t.weights[block], t.ao[:, block], ao_grad
+        yield t.weights[block], ao[:, block], None if ao_grad is None else ao_grad[:, :, block]
 
 
 def density_on_grid(
     ao: torch.Tensor, ao_grad: torch.Tensor | None, dm: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """ρ (g,) and ∇ρ (3, g) at the points whose AO values (N, g) and gradients (3, N, g) are
-    given (PySCF's layout: one row per AO); ∇ρ is None for LDA functionals (``ao_grad`` None).
-    ``dm`` must be symmetric."""
-    # Products and sums over the AO axis, not einsum: on these (N, g) row-strided blocks einsum
-    # picks batched matmuls that ran ~2x slower (uracil, one thread).
-    x = dm @ ao                                           # (N, g)
+    """ρ (g,) and ∇ρ (3, g) at the points whose AO values (n, g) and gradients (3, n, g) are
+    given (one row per AO: all N, or a block's significant ones with ``dm`` their (n, n)
+    sub-matrix); ∇ρ is None for LDA functionals (``ao_grad`` None).  ``dm`` must be
+    symmetric."""
+    # Products and sums over the AO axis, not einsum: on these (n, g) blocks einsum picked
+    # batched matmuls that ran ~2x slower (uracil, one thread).
+    x = dm @ ao                                           # (n, g)
     rho = (x * ao).sum(0)                                 # (g,)
     if ao_grad is None:
         return rho, None
     return rho, 2.0 * (ao_grad * x).sum(1)                # (3, g)
 
 
-def xc_energy_potential(t: DFTTensors, dm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """E_xc (scalar) and V_xc (N, N) = ∂E_xc/∂D, accumulated over blocks of grid points.
+def _chunks(blocks: Sequence[AOBlock]) -> Iterator[tuple[int, int]]:
+    """(first, last + 1) positions in ``blocks`` of runs of about XC_CHUNK points."""
+    first = points = 0
+    for i, b in enumerate(blocks):
+        points += b.stop - b.start
+        if points >= XC_CHUNK:
+            yield first, i + 1
+            first, points = i + 1, 0
+    if first < len(blocks):
+        yield first, len(blocks)
 
-    V_xc stays differentiable with respect to D when D requires grad (second functional
-    derivatives enter), which the DFT-iteration sandwich needs.
+
+def xc_energy_potential(t: DFTTensors, dm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """E_xc (scalar) and V_xc (N, N) = ∂E_xc/∂D, from each block's significant AOs only.
+
+    Per block of grid points: ρ and ∇ρ from the (n_sig, n_sig) sub-matrix of D; the functional
+    on a chunk of blocks at once; then A[idx, idx] += φ_sig (½ w v_ρ φ + 2 w v_σ ∇ρ·∇φ)ᵀ and
+    V = A + Aᵀ.  V_xc stays differentiable with respect to D when D requires grad (second
+    functional derivatives enter), which the DFT-iteration sandwich needs.
     """
     keep_graph = torch.is_grad_enabled() and dm.requires_grad
+    screened = t.screened_ao
+    blocks = list(iter_blocks(screened))
+    n = t.n_ao
     e_xc = torch.zeros((), dtype=dm.dtype, device=dm.device)
     a = torch.zeros_like(dm)
-    for weights, ao, ao_grad in grid_blocks(t):
-        e_block, a_block = _xc_block(t, weights, ao, ao_grad, dm, keep_graph)
-        e_xc = e_xc + e_block
-        a = a + a_block
+    for first, last in _chunks([b[0] for b in blocks]):
+        chunk = blocks[first:last]
+        moments = []
+        for _, idx, data in chunk:
+            # a block on which every AO is significant needs no gather (small molecules)
+            sub = dm if idx.numel() == n else dm[idx[:, None], idx]
+            # rows (ρ, ½∂xρ, ½∂yρ, ½∂zρ) in one product and one sum over the AO axis
+            moments.append((data * (sub @ data[0])).sum(1))         # (comp, g)
+        weights = torch.cat([t.weights[b.start: b.stop] for b, *_ in chunk])
+        moments = torch.cat(moments, dim=1)
+        rho = moments[0]
+        grad = 2.0 * moments[1:] if screened.comp > 1 else None
+        sigma = None if grad is None else (grad * grad).sum(0)
+        exc, vrho, vsigma = eval_xc(t.xc, rho, sigma, create_graph=keep_graph)
+        e_xc = e_xc + torch.dot(weights * rho, exc)
+        # A_μν = Σ_g φ_μ [½ w v_ρ φ_ν + 2 w v_σ ∇ρ·∇φ_ν]: coefficients of (φ, ∂xφ, ∂yφ, ∂zφ)
+        coef = (0.5 * weights * vrho)[None]
+        if grad is not None:
+            coef = torch.cat([coef, (2.0 * weights * vsigma) * grad])  # (comp, g)
+        p = 0
+        for b, idx, data in chunk:
+            q = p + b.stop - b.start
+            half = (data * coef[:, None, p:q]).sum(0)                  # (n_sig, g)
+            block_a = data[0] @ half.mT
+            # in place: autograd handles it (nothing saved reads A), no N × N copy per block
+            if idx.numel() == n:
+                a.add_(block_a)
+            else:
+                a.index_put_((idx[:, None], idx), block_a, accumulate=True)
+            p = q
     return e_xc, a + a.mT
-
-
-def _xc_block(t, weights, ao, ao_grad, dm, keep_graph):
-    rho, grad = density_on_grid(ao, ao_grad, dm)
-    sigma = None if grad is None else (grad * grad).sum(0)
-    exc, vrho, vsigma = eval_xc(t.xc, rho, sigma, create_graph=keep_graph)
-    e_xc = torch.dot(weights * rho, exc)
-    # V = A + Aᵀ with A_μν = Σ_g φ_μ [½ w v_ρ φ_ν + 2 w v_σ ∇ρ·∇φ_ν]
-    half = ao * (0.5 * weights * vrho)                    # (N, g)
-    if grad is not None:
-        wv_grad = (2.0 * weights * vsigma) * grad         # (3, g)
-        half = half + (ao_grad * wv_grad.unsqueeze(1)).sum(0)
-    return e_xc, ao @ half.mT
 
 
 def energy_and_fock(t: DFTTensors, dm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,10 +2,12 @@
 grid's point count alone, what this machine has, and a one-line refusal when a plan will not fit.
 
 The tensors (``tensors.build_tensors``) are dominated by the dense ERIs (N⁴ float64: uracil's 132
-AOs 2.4 GB, alanine dipeptide's 200 AOs in def2-SVP 12.8 GB) and the AO values on the grid
-(N × G, and 3 × N × G gradients for GGA functionals).  N comes from PySCF's ``Mole`` and G from
-PySCF's own atomic grids (radial × pruned angular points per element, before the Becke
-partition), neither of which builds integrals or evaluates a single AO.
+AOs 2.4 GB, alanine dipeptide's 200 AOs in def2-SVP 12.8 GB) and the AO values on the grid,
+which are stored per block of points for the significant AOs only (``grid_ao``): Σ n_sig · g
+values, and 3 × as many gradients for GGA functionals, instead of N × G.  N comes from PySCF's
+``Mole``; G and Σ n_sig · g from PySCF's own atomic grids (radial × pruned angular points per
+element, before the Becke partition), sorted as the built grid is and screened with the same
+shell mask, so no integral is built and not a single AO evaluated.
 
 ``check_fits`` compares an estimate with a limit: ``--memory-limit-gb``, else
 ``QPTBENCH_MEMORY_LIMIT_GB``, else ``LIMIT_FRACTION`` of the memory available now; 0 turns the
@@ -20,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from qptbench.dft.geometry import Molecule
+from qptbench.dft.grid_ao import SCREEN_BLOCK
 from qptbench.dft.level import LevelOfTheory
 from qptbench.errors import InputError
 
@@ -56,6 +59,25 @@ def grid_points(mol, grid_level: int) -> int:
     return sum(len(per_element[mol.atom_symbol(i)][1]) for i in range(mol.natm))
 
 
+def significant_ao_values(mol, grid_level: int) -> int:
+    """Σ_blocks n_sig · g of ``grid_ao.screen_ao`` on PySCF's default grid at ``grid_level``:
+    the same points in the same (box-sorted) order, before the Becke partition, screened with
+    the same mask (the built grid also drops its few zero-weight points, a fraction of 1 %)."""
+    import numpy as np
+    from pyscf.dft import gen_grid
+
+    from qptbench.dft.grid_ao import significant_count
+
+    grids = gen_grid.Grids(mol)
+    grids.level = grid_level
+    per_element = grids.gen_atomic_grids(mol, grids.atom_grid, grids.radi_method,
+                                         grids.level, grids.prune)
+    atoms = mol.atom_coords()
+    coords = np.vstack([per_element[mol.atom_symbol(i)][0] + atoms[i] for i in range(mol.natm)])
+    coords = np.ascontiguousarray(coords[gen_grid.arg_group_grids(mol, coords)])
+    return significant_count(mol, coords)
+
+
 def aux_functions(mol, auxbasis: str | None) -> int:
     """N_aux: functions of the density-fitting basis on ``mol`` (PySCF's auxiliary Mole)."""
     from pyscf.df import addons
@@ -71,9 +93,11 @@ _SIZES: dict[tuple, dict[str, int]] = {}  # per composition and level (see tenso
 
 
 def tensor_sizes(molecule: Molecule, level: LevelOfTheory | None = None) -> dict[str, int]:
-    """N (``n_ao``), G (``n_grid``), N_aux (``n_aux``, 0 unless density-fitted) and PySCF's
-    ``max_memory`` (MB) for a molecule at a level.  They depend on the elements only, not on
-    the geometry, so each composition is counted once per process."""
+    """N (``n_ao``), G (``n_grid``), N_aux (``n_aux``, 0 unless density-fitted), the AO values
+    kept by the screening (``ao_significant``, Σ n_sig · g) and PySCF's ``max_memory`` (MB) for
+    a molecule at a level.  All but the screened count depend on the elements only, and that
+    one changes little between conformations, so each composition is counted once per process
+    (at the first geometry asked for)."""
     level = level or LevelOfTheory()
     auxbasis = getattr(level, "auxbasis", DEFAULT_AUXBASIS) if _is_df(level) else None
     key = (tuple(molecule.symbols), int(molecule.charge), level.basis, level.grid_level,
@@ -83,6 +107,7 @@ def tensor_sizes(molecule: Molecule, level: LevelOfTheory | None = None) -> dict
 
         mol = build_mole(molecule, level.basis)
         _SIZES[key] = {"n_ao": int(mol.nao), "n_grid": grid_points(mol, level.grid_level),
+                       "ao_significant": significant_ao_values(mol, level.grid_level),
                        "n_aux": 0 if auxbasis is None else aux_functions(mol, auxbasis),
                        "max_memory_mb": int(mol.max_memory)}
     return dict(_SIZES[key])
@@ -94,7 +119,8 @@ def estimate_tensor_bytes(molecule: Molecule, level: LevelOfTheory | None = None
     ``build_tensors`` returns), by part, without building it.
 
     Keys: ``eri`` (dense N⁴, 0 when density-fitted), ``df`` (N_aux·N², 0 when dense), ``ao``
-    (N·G), ``ao_grad`` (3·N·G, 0 for LDA), ``small`` (S, h, L⁻¹, D_minao and the weights),
+    (the screened AO values, Σ n_sig · g; N·G without screening), ``ao_grad`` (3 × as many,
+    0 for LDA), ``small`` (S, h, L⁻¹, D_minao, the weights and the screened AO indices),
     ``total`` (their sum), and ``build``: what building one needs on top of it for a moment
     (PySCF's 8-fold packed ERIs before they are unpacked, or the 3-index integrals before the
     whitening), not held afterwards.
@@ -112,9 +138,10 @@ def estimate_tensor_bytes(molecule: Molecule, level: LevelOfTheory | None = None
         out["build"] = pairs * (pairs + 1) // 2 * f8
         if level.eri_threshold > 0:  # |eri| < threshold: np.abs makes a copy, the mask 1/8 more
             out["build"] += n**4 * (f8 + 1)
-    out["ao"] = n * g * f8
-    out["ao_grad"] = 3 * n * g * f8 if _is_gga(level.xc) else 0
-    out["small"] = 4 * n * n * f8 + g * f8
+    sig = sizes["ao_significant"]
+    out["ao"] = sig * f8
+    out["ao_grad"] = 3 * sig * f8 if _is_gga(level.xc) else 0
+    out["small"] = 4 * n * n * f8 + g * f8 + (sig // SCREEN_BLOCK + n) * 8  # + AO indices
     out["total"] = sum(out[k] for k in ("eri", "df", "ao", "ao_grad", "small"))
     return out
 

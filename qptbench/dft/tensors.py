@@ -17,12 +17,15 @@ import torch
 
 from qptbench.dft.density_fitting import df_factor
 from qptbench.dft.geometry import Molecule
+from qptbench.dft.grid_ao import AOBlock, ScreenedAO, densify, screen_ao, screen_dense
 from qptbench.dft.level import LevelOfTheory
 from qptbench.dft.xc import Functional, get_functional
 from qptbench.errors import InputError
 
+_KEEP = object()  # DFTTensors(ao=..., ao_grad=...) not given
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, init=False)
 class DFTTensors:
     """Per-geometry integrals and grid, float64.  Sizes: N = n_ao, G = grid points."""
 
@@ -34,13 +37,48 @@ class DFTTensors:
     dm_minao: torch.Tensor      # PySCF's minao guess density (N, N)
     eri: torch.Tensor | None    # (ij|kl), dense (N, N, N, N); None when density-fitted
     weights: torch.Tensor       # grid weights (G,)
-    ao: torch.Tensor            # AO values on the grid (N, G): PySCF's own layout, no copy
-    ao_grad: torch.Tensor | None  # AO gradients (3, N, G); None for LDA functionals
+    # AO values on the grid, screened per block of points (``grid_ao``): flat storage, each
+    # block's significant AOs only; ``ao`` / ``ao_grad`` give the dense arrays on demand
+    ao_values: torch.Tensor     # each block's (comp, n_sig, g) values and gradients in turn
+    ao_comp: int                # comp: 4 (values, ∂x, ∂y, ∂z) for GGA, 1 (values) for LDA
+    ao_index: torch.Tensor      # int64: each block's significant AO indices in turn
+    ao_blocks: tuple[AOBlock, ...]  # where each block's points and arrays are
     xc: Functional
     level: LevelOfTheory
     # density fitting (level.eri == "df"): B (N_aux, N, N) with (ij|kl) ≈ Σ_Q B_Qij B_Qkl
     df_b: torch.Tensor | None = None
     seconds: dict[str, float] = field(default_factory=dict, compare=False)  # preparation wall time
+
+    def __init__(self, *, n_occ: int, e_nuc: float, overlap: torch.Tensor,
+                 h_core: torch.Tensor, l_inv: torch.Tensor, dm_minao: torch.Tensor,
+                 eri: torch.Tensor | None, weights: torch.Tensor, xc: Functional,
+                 level: LevelOfTheory, ao_values: torch.Tensor | None = None,
+                 ao_comp: int = 1, ao_index: torch.Tensor | None = None,
+                 ao_blocks: tuple[AOBlock, ...] = (), df_b: torch.Tensor | None = None,
+                 seconds: dict[str, float] | None = None, ao=_KEEP, ao_grad=_KEEP) -> None:
+        """Keywords as the fields; or dense ``ao`` (N, G) / ``ao_grad`` (3, N, G), screened
+        here (``dataclasses.replace(t, ao_grad=None)`` drops the gradients, as for an LDA)."""
+        if ao is not _KEEP or (ao_grad is not _KEEP and ao_grad is not None):
+            old = ScreenedAO(ao_values, ao_comp, ao_index, ao_blocks)
+            dense, dense_grad = (None, None) if ao_values is None else densify(
+                old, overlap.shape[-1], weights.shape[0])
+            ao = dense if ao is _KEEP else ao
+            ao_grad = dense_grad if ao_grad is _KEEP else ao_grad
+            new = screen_dense(ao, ao_grad)
+            ao_values, ao_comp, ao_index, ao_blocks = new.values, new.comp, new.index, new.blocks
+        elif ao_grad is None and ao_values is not None:
+            new = ScreenedAO(ao_values, ao_comp, ao_index, ao_blocks).values_only()
+            ao_values, ao_comp, ao_blocks = new.values, new.comp, new.blocks
+        if ao_values is None or ao_index is None:
+            raise ValueError("DFTTensors needs the screened AO values or dense ao")
+        set_ = object.__setattr__  # frozen
+        for name, value in (("n_occ", n_occ), ("e_nuc", e_nuc), ("overlap", overlap),
+                            ("h_core", h_core), ("l_inv", l_inv), ("dm_minao", dm_minao),
+                            ("eri", eri), ("weights", weights), ("ao_values", ao_values),
+                            ("ao_comp", ao_comp), ("ao_index", ao_index),
+                            ("ao_blocks", tuple(ao_blocks)), ("xc", xc), ("level", level),
+                            ("df_b", df_b), ("seconds", {} if seconds is None else seconds)):
+            set_(self, name, value)
 
     @property
     def n_ao(self) -> int:
@@ -53,6 +91,24 @@ class DFTTensors:
     @property
     def device(self) -> torch.device:
         return self.overlap.device
+
+    @property
+    def screened_ao(self) -> ScreenedAO:
+        """The AO values on the grid as the energy reads them: per block, significant AOs."""
+        return ScreenedAO(self.ao_values, self.ao_comp, self.ao_index, self.ao_blocks)
+
+    @property
+    def ao(self) -> torch.Tensor:
+        """Dense AO values (N, G), zeros where screened out: built anew at every access, for
+        tests, the JAX engine's conversion and benchmarks, not for the energy."""
+        return densify(self.screened_ao, self.n_ao, self.n_grid)[0]
+
+    @property
+    def ao_grad(self) -> torch.Tensor | None:
+        """Dense AO gradients (3, N, G) or None (LDA): built anew at every access, as ``ao``."""
+        if self.ao_comp == 1:
+            return None
+        return densify(self.screened_ao, self.n_ao, self.n_grid)[1]
 
     def to(self, device: torch.device | str) -> DFTTensors:
         moved = {
@@ -179,7 +235,6 @@ def build_tensors(
     fitted factor ``df_b`` (``eri`` is None), never both.
     """
     from pyscf import scf
-    from pyscf.dft import numint
 
     level = level or LevelOfTheory()
     func = get_functional(level.xc)
@@ -209,11 +264,7 @@ def build_tensors(
     seconds["grid"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
-    # PySCF fills (comp, N, G) memory and returns its (comp, G, N) transpose; keeping PySCF's
-    # layout costs nothing, while a C-ordered (G, N) copy took longer than the ERIs (uracil).
-    ao_all = numint.eval_ao(mol, coords, deriv=1 if func.is_gga else 0).swapaxes(-1, -2)
-    ao = ao_all[0] if func.is_gga else ao_all               # (N, G)
-    ao_grad = ao_all[1:4] if func.is_gga else None          # (3, N, G)
+    screened = screen_ao(mol, np.ascontiguousarray(coords), with_grad=func.is_gga)
     seconds["ao_values"] = time.perf_counter() - tic
 
     def t(a: np.ndarray) -> torch.Tensor:
@@ -228,8 +279,10 @@ def build_tensors(
         dm_minao=t(dm_minao),
         eri=None if eri is None else t(eri),
         weights=t(weights),
-        ao=t(ao),
-        ao_grad=None if ao_grad is None else t(ao_grad),
+        ao_values=screened.values.to(device),
+        ao_comp=screened.comp,
+        ao_index=screened.index.to(device),
+        ao_blocks=screened.blocks,
         xc=func,
         level=level,
         df_b=None if df_b is None else t(df_b),

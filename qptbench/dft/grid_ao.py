@@ -1,0 +1,176 @@
+"""AO values on the grid, screened per block of points, as PySCF's numint does with ``non0tab``.
+
+An AO far from a block of grid points is negligible there (its value and gradient below
+``SCREEN_CUTOFF``), so each block of ``SCREEN_BLOCK`` consecutive points stores only its
+significant AOs: their indices and their values and gradients (comp, n_sig, g), comp = 4
+(value, ∂x, ∂y, ∂z) for GGA functionals, 1 (the value) for LDA.  PySCF's grids
+are sorted into spatial boxes (``arg_group_grids``), so consecutive points are close together
+and few AOs matter on a block of a large molecule; memory and the grid work then grow with
+Σ_blocks n_sig · g instead of N · G.
+
+Which AOs are significant is PySCF's own shell screen (``make_mask``, one row per 56 points) at
+``SCREEN_CUTOFF``: a shell is kept on a block when it is significant on any of the block's
+56-point rows, and ``eval_ao`` skips it (zeros) on the rows where it is not, as PySCF's own
+``get_veff`` does.  The choice is made once per geometry, when the tensors are built.
+
+Storage is flat (``ScreenedAO``): each block's arrays one after another in ``values`` and
+``index``, located by an ``AOBlock`` record, so a ``DFTTensors`` holds plain tensors that
+``to(device)`` moves and ``tensor_bytes`` counts.  Value and gradients of a block lie together,
+so ρ and ∇ρ are one product and one sum per block, as is the potential's ½ w v_ρ φ + 2 w v_σ
+∇ρ·∇φ: few, large operations, which is what keeps many small blocks cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+SCREEN_CUTOFF = 1e-11  # |AO| below this on a whole 56-point row: dropped there
+SCREEN_ROW = 56        # PySCF's BLKSIZE: the rows of its screen index
+SCREEN_BLOCK = 32 * SCREEN_ROW  # points per block (1792): see README, "AO screening"
+EVAL_CHUNK = 8         # blocks per eval_ao call when building: bounds the dense temporary
+
+
+class AOBlock(NamedTuple):
+    """One block of consecutive grid points and where its significant AOs are stored."""
+
+    start: int         # first grid point
+    stop: int          # one past the last
+    n_sig: int         # significant AOs
+    offset: int        # of its (comp, n_sig, g) array in ``values``
+    index_offset: int  # of its n_sig AO indices in ``index``
+
+
+@dataclass(frozen=True)
+class ScreenedAO:
+    values: torch.Tensor          # flat float64: each block's (comp, n_sig, g) in turn
+    comp: int                     # 4: values and gradients (GGA); 1: values only (LDA)
+    index: torch.Tensor           # flat int64: each block's significant AO indices
+    blocks: tuple[AOBlock, ...]   # blocks with no significant AO are left out
+
+    def values_only(self) -> ScreenedAO:
+        """The same without the gradients (an LDA functional on GGA tensors): a copy."""
+        if self.comp == 1:
+            return self
+        parts = [data[:1].reshape(-1) for _, _, data in iter_blocks(self)]
+        blocks = tuple(b._replace(offset=b.offset // self.comp) for b in self.blocks)
+        values = torch.cat(parts) if parts else self.values[:0]
+        return ScreenedAO(values, 1, self.index, blocks)
+
+
+def _ao_mask(mol, coords: np.ndarray, block: int, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
+    """(PySCF's shell mask per 56-point row, (n_blocks, N) bool: AO significant on block)."""
+    from pyscf.dft.gen_grid import make_mask
+
+    if block % SCREEN_ROW:
+        raise ValueError(f"block must be a multiple of {SCREEN_ROW} points, got {block}")
+    rows = make_mask(mol, coords, cutoff=cutoff)                # (ceil(G/56), nbas) uint8
+    per = block // SCREEN_ROW
+    n_blocks = -(-len(coords) // block)
+    padded = np.zeros((n_blocks * per, rows.shape[1]), dtype=bool)
+    padded[: len(rows)] = rows != 0
+    shell_on = padded.reshape(n_blocks, per, -1).any(axis=1)    # (n_blocks, nbas)
+    ao_loc = mol.ao_loc_nr()
+    return rows, np.repeat(shell_on, np.diff(ao_loc), axis=1)   # shells -> their AOs
+
+
+def _block_sizes(n_points: int, n_blocks: int, block: int) -> np.ndarray:
+    sizes = np.full(n_blocks, block)
+    sizes[-1] = n_points - block * (n_blocks - 1)
+    return sizes
+
+
+def significant_count(mol, coords: np.ndarray, block: int = SCREEN_BLOCK,
+                      cutoff: float = SCREEN_CUTOFF) -> int:
+    """Σ_blocks n_sig · g: the AO values ``screen_ao`` would store for these points (the
+    memory estimate's count, from the screen alone: no AO is evaluated)."""
+    _, mask = _ao_mask(mol, coords, block, cutoff)
+    return int(mask.sum(axis=1) @ _block_sizes(len(coords), len(mask), block))
+
+
+def screen_ao(mol, coords: np.ndarray, with_grad: bool, block: int = SCREEN_BLOCK,
+              cutoff: float = SCREEN_CUTOFF) -> ScreenedAO:
+    """AO values (and gradients) at ``coords``, only the significant AOs of each block.
+
+    AOs are evaluated ``EVAL_CHUNK`` blocks at a time into one reused buffer, so the dense
+    temporary is (comp, N, EVAL_CHUNK · block), never the whole grid; each block's significant
+    rows are copied straight into their place in the flat storage, allocated once (its size is
+    known from the mask): no concatenation, which cost more than evaluating the AOs (uracil).
+    """
+    from pyscf.dft import numint
+
+    rows, mask = _ao_mask(mol, coords, block, cutoff)
+    comp = 4 if with_grad else 1
+    n_sig = mask.sum(axis=1)
+    kept = np.flatnonzero(n_sig)                       # blocks with no significant AO: left out
+    sizes = comp * n_sig * _block_sizes(len(coords), len(mask), block)
+    offsets = np.concatenate([[0], np.cumsum(sizes[kept])])
+    index_offsets = np.concatenate([[0], np.cumsum(n_sig[kept])])
+    values = np.empty(int(offsets[-1]))
+    index = np.empty(int(index_offsets[-1]), dtype=np.int64)
+    blocks = []
+    chunk = EVAL_CHUNK * block
+    buffer = np.empty(comp * mol.nao * min(chunk, len(coords)))
+    c0 = c1 = 0
+    for i, b in enumerate(kept):
+        s, e = b * block, min((b + 1) * block, len(coords))
+        if s >= c1:                                    # evaluate the chunk holding this block
+            c0 = s - s % chunk
+            c1 = min(c0 + chunk, len(coords))
+            r0 = c0 // SCREEN_ROW
+            # PySCF fills (comp, N, g) memory and returns its (comp, g, N) transpose
+            dense = numint.eval_ao(mol, coords[c0:c1], deriv=1 if with_grad else 0,
+                                   non0tab=rows[r0: r0 + -(-(c1 - c0) // SCREEN_ROW)],
+                                   out=buffer).swapaxes(-1, -2)
+            dense = dense.reshape(comp, mol.nao, c1 - c0)
+        idx = np.flatnonzero(mask[b])
+        out = values[offsets[i]: offsets[i + 1]].reshape(comp, idx.size, e - s)
+        np.take(dense[:, :, s - c0: e - c0], idx, axis=1, out=out)
+        index[index_offsets[i]: index_offsets[i + 1]] = idx
+        blocks.append(AOBlock(int(s), int(e), int(idx.size), int(offsets[i]),
+                              int(index_offsets[i])))
+    return ScreenedAO(torch.from_numpy(values), comp, torch.from_numpy(index), tuple(blocks))
+
+
+def screen_dense(ao: torch.Tensor, ao_grad: torch.Tensor | None, block: int = SCREEN_BLOCK,
+                 cutoff: float = SCREEN_CUTOFF) -> ScreenedAO:
+    """The same storage from dense (N, G) values and (3, N, G) gradients, screened by their
+    largest magnitude per block (``DFTTensors`` built or replaced with dense arrays)."""
+    dense = ao[None] if ao_grad is None else torch.cat([ao[None], ao_grad])
+    values, index, blocks = [], [], []
+    offset = index_offset = 0
+    for s in range(0, ao.shape[-1], block):
+        e = min(s + block, ao.shape[-1])
+        idx = torch.nonzero(dense[:, :, s:e].abs().amax(dim=(0, 2)) >= cutoff).flatten()
+        if idx.numel() == 0:
+            continue
+        values.append(dense[:, idx, s:e].reshape(-1))
+        index.append(idx)
+        blocks.append(AOBlock(s, e, idx.numel(), offset, index_offset))
+        offset += values[-1].numel()
+        index_offset += idx.numel()
+    return ScreenedAO(torch.cat(values) if values else ao.new_zeros(0), len(dense),
+                      torch.cat(index) if index else torch.zeros(0, dtype=torch.int64),
+                      tuple(blocks))
+
+
+def iter_blocks(s: ScreenedAO) -> Iterator[tuple[AOBlock, torch.Tensor, torch.Tensor]]:
+    """(block, AO indices (n_sig,), values and gradients (comp, n_sig, g)): views into the
+    flat storage, no copies."""
+    for b in s.blocks:
+        g = b.stop - b.start
+        idx = s.index[b.index_offset: b.index_offset + b.n_sig]
+        data = s.values[b.offset: b.offset + s.comp * b.n_sig * g].view(s.comp, b.n_sig, g)
+        yield b, idx, data
+
+
+def densify(s: ScreenedAO, n_ao: int, n_grid: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Dense (N, G) values and (3, N, G) gradients (None for LDA); zeros where screened out."""
+    dense = s.values.new_zeros(s.comp, n_ao, n_grid)
+    for b, idx, data in iter_blocks(s):
+        dense[:, idx, b.start: b.stop] = data
+    return dense[0], (dense[1:] if s.comp > 1 else None)
