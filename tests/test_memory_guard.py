@@ -210,3 +210,18 @@ def test_scf_estimate_bounds_the_measured_peak(molecule, grid_level):
 
     need = scf_need(Molecule.builtin(molecule), LevelOfTheory(grid_level=grid_level))
     assert _scf_peak_gb(molecule, grid_level) <= need["total"] / 1e9
+
+
+def test_run_nproc_counts_the_other_ranks():
+    """``run --nproc 2``: the second training process holds its own window, network and
+    interpreter, so the estimate grows by at least one interpreter and one geometry."""
+    from qptbench.dft.memory import estimate_tensor_bytes
+    from qptbench.harness import make_config
+    from qptbench.methods.memory import PROCESS_BYTES, harness_need
+
+    one = harness_need(make_config("smoke", molecule="uracil", eri="dense"))
+    two = harness_need(make_config("smoke", molecule="uracil", eri="dense", nproc=2))
+    per_geometry = estimate_tensor_bytes(Molecule.builtin("uracil"),
+                                         make_config("smoke", eri="dense").level())["total"]
+    assert "1 more training process" in two
+    assert two["total"] - one["total"] >= PROCESS_BYTES + per_geometry

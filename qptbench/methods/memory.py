@@ -185,6 +185,19 @@ def _method_config(name: str, cfg: Any):
                           window=1 if m.signal == "labels" else None)
 
 
+def _other_ranks(cfg: Any, window: int, parts: dict[str, float], tensors: dict[str, int]
+                 ) -> dict[str, float]:
+    """``run --nproc N``: ranks 1..N-1 each hold their own training window, network, graph and
+    interpreter, and build their own next geometry; the evaluator and QPT's held-out inputs
+    reach them through shared memory (``methods.parallel``), so they are not counted again."""
+    others = int(getattr(cfg, "nproc", 1)) - 1
+    if others < 1:
+        return {}
+    per_rank = (window * tensors["total"] + sum(parts.values()) + tensors["total"]
+                + tensors["build"] + PROCESS_BYTES)
+    return {f"{others} more training process{'es' if others > 1 else ''}": others * per_rank}
+
+
 def harness_need(cfg: Any) -> dict[str, float]:
     """``qptbench run`` and ``experiment alanine`` (``harness.HarnessConfig``): the larger of
     the labelling phase (PySCF workers) and the training phase (the shared evaluator, QPT's
@@ -205,8 +218,9 @@ def harness_need(cfg: Any) -> dict[str, float]:
         else:
             window, parts = _window_parts(qcfg, sizes, tensors, cfg.n_train)
         pyscf = pyscf_scf_bytes(molecule, level) if cfg.scf_molecules else 0
+        ranks = _other_ranks(cfg, window, parts, tensors)
         need = _named(run_need(tensors, held=window + kept + inputs, transient_pyscf=pyscf,
-                               extra=parts, process_bytes=PROCESS_BYTES),
+                               extra={**parts, **ranks}, process_bytes=PROCESS_BYTES),
                       tensors, window=window, evaluator=kept, inputs=inputs)
         if best is None or need["total"] > best["total"]:
             best = need
