@@ -96,8 +96,14 @@ def run_command(
                               methods=tuple(m.strip() for m in methods.split(",") if m.strip()))
     from qptbench.methods.memory import harness_need
 
+    dev = resolve_device(device)
+    if cfg.nproc > 1:  # a count this machine cannot run is named as such, not as memory
+        from qptbench.data.labelling import available_cores
+        from qptbench.methods.parallel import check_nproc
+
+        check_nproc(cfg.nproc, dev, available_cores())
     guard("qptbench run", harness_need(cfg), memory_limit_gb)
-    text = harness.run(cfg, Path(out), resolve_device(device), resume=resume)
+    text = harness.run(cfg, Path(out), dev, resume=resume)
     typer.echo(text)
     typer.echo(f"run directory: {out}")
 
