@@ -4,7 +4,6 @@ per rank equals one single-process step on the mean loss of the two molecules.""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from ddp_one_step import CONFIG, CPU, make_model, prepared, weights_and_grads
+from torchrun_two import torchrun_two
 
 from qptbench.errors import InputError
 from qptbench.training.distributed import RANK_SEED_STRIDE, World, rank_seed
@@ -21,13 +21,10 @@ from qptbench.training.loop import train
 from qptbench.training.signals import SignalLoss
 
 HERE = Path(__file__).resolve().parent
-TORCHRUN = Path(sys.executable).with_name("torchrun")
 
 
 def _torchrun(args: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([str(TORCHRUN), "--standalone", "--nproc-per-node", "2", *args],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    return torchrun_two(args, timeout)
 
 
 @pytest.fixture(scope="module")

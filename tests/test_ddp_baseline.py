@@ -5,7 +5,6 @@ rank 0 alone writes the run directory; --resume refuses another number of proces
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from ddp_baseline_step import CONFIG, make_labels, make_model, step, weights
+from torchrun_two import torchrun_two
 
 from qptbench.baselines.qhnet_train import make_loss_fn
 from qptbench.errors import InputError
@@ -22,13 +22,10 @@ from qptbench.training.distributed import World, shard
 from qptbench.training.loop import train
 
 HERE = Path(__file__).resolve().parent
-TORCHRUN = Path(sys.executable).with_name("torchrun")
 
 
 def _torchrun(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([str(TORCHRUN), "--standalone", "--nproc-per-node", "2", *args],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    return torchrun_two(args, timeout)
 
 
 @pytest.fixture(scope="module")
