@@ -276,3 +276,28 @@ def test_run_and_train_qpt_carry_the_level():
         bad = runner.invoke(app, [*command, "--preset", "smoke", "--eri", "ri"])
         lines = bad.stderr.strip().splitlines()
         assert bad.exit_code == 2 and len(lines) == 1 and "eri must be one of" in lines[0]
+
+
+@pytest.mark.parametrize(("name", "basis"), [("water", "def2-svp"), ("methane", "6-31g")])
+def test_exchange_through_a_factor_of_d_matches_pyscf_df(name, basis):
+    """K through D's eigenvectors (densities without grad) and through D itself (with grad),
+    each against PySCF's DF get_jk: an aufbau density (rank N_occ), a mixed one (2 N_occ) and
+    an indefinite difference of two (the factor keeps the negative eigenvalues)."""
+    from qptbench.dft.density_fitting import df_coulomb_exchange, low_rank_factor
+
+    mol, level, t = _tensors(name, basis, "b3lyp5", 1)
+    mf = make_rks(mol, level)
+    with torch.no_grad():
+        h0 = fock(t, t.dm_minao)
+        d1, d2 = (aufbau_density(h0 + random_symmetric(t.n_ao, seed, 0.05), t.l_inv, t.n_occ)
+                  for seed in (3, 4))
+    assert 2 * t.n_occ <= 0.6 * t.n_ao  # every density below goes through its factor
+    for dm, rank in ((d1, t.n_occ), (0.5 * (d1 + d2), 2 * t.n_occ), (d1 - d2, 2 * t.n_occ)):
+        vecs, vals = low_rank_factor(dm)
+        assert vecs.shape[1] == rank and vals.abs().min() > 1e-6
+        j_ref, k_ref = mf.with_df.get_jk(dm.numpy(), hermi=1)
+        for d in (dm, dm.clone().requires_grad_(True)):   # factor path, then the full product
+            j, k = df_coulomb_exchange(t.df_b, d)
+            assert np.abs(j.detach().numpy() - j_ref).max() <= 1e-10
+            assert np.abs(k.detach().numpy() - k_ref).max() <= 1e-10
+    assert (low_rank_factor(d1 - d2)[1] < 0).any()
