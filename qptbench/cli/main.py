@@ -32,8 +32,27 @@ def _print_version(value: bool) -> None:
 def main(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                  help="Print the version and exit."),
+    ao_budget_gb: float | None = typer.Option(
+        None, "--ao-budget-gb", metavar="GB",
+        help="Store a geometry's AO values on the grid only while they take at most GB; "
+             "above it they are evaluated per block at every energy (the same numbers, more "
+             "time; memory N x block instead of the whole grid). Before the command: "
+             "`qptbench --ao-budget-gb 1 run ...`. Sets QPTBENCH_AO_BUDGET_GB for the command, "
+             "its workers and its memory check (default: that variable, else no budget)."),
 ) -> None:
     """Benchmark harness for learning quantum chemistry without labels."""
+    if ao_budget_gb is not None:
+        import os
+
+        from qptbench.dft.tensors import AO_BUDGET_ENV, resolve_ao_budget
+        from qptbench.errors import InputError
+
+        try:
+            resolve_ao_budget(ao_budget_gb)
+        except InputError as why:
+            typer.echo(f"error: {why}", err=True)
+            raise typer.Exit(code=2) from None
+        os.environ[AO_BUDGET_ENV] = repr(float(ao_budget_gb))
 
 
 for _module in (run, tables, data, qpt, baseline, scf, experiment):

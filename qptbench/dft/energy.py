@@ -99,45 +99,83 @@ def xc_energy_potential(t: DFTTensors, dm: torch.Tensor) -> tuple[torch.Tensor, 
     Per block of grid points: ρ and ∇ρ from the (n_sig, n_sig) sub-matrix of D; the functional
     on a chunk of blocks at once; then A[idx, idx] += φ_sig (½ w v_ρ φ + 2 w v_σ ∇ρ·∇φ)ᵀ and
     V = A + Aᵀ.  V_xc stays differentiable with respect to D when D requires grad (second
-    functional derivatives enter), which the DFT-iteration sandwich needs.
+    functional derivatives enter), which the DFT-iteration sandwich needs.  When the AO values
+    are not stored (``t.ao_basis``), each chunk is evaluated, used and dropped, and a graph
+    through it recomputes the chunk in the backward instead of keeping its AO values.
     """
     keep_graph = torch.is_grad_enabled() and dm.requires_grad
     screened = t.screened_ao
-    blocks = list(iter_blocks(screened))
-    n = t.n_ao
     e_xc = torch.zeros((), dtype=dm.dtype, device=dm.device)
     a = torch.zeros_like(dm)
-    for first, last in _chunks([b[0] for b in blocks]):
-        chunk = blocks[first:last]
-        moments = []
-        for _, idx, data in chunk:
-            # a block on which every AO is significant needs no gather (small molecules)
-            sub = dm if idx.numel() == n else dm[idx[:, None], idx]
-            # rows (ρ, ½∂xρ, ½∂yρ, ½∂zρ) in one product and one sum over the AO axis
-            moments.append((data * (sub @ data[0])).sum(1))         # (comp, g)
-        weights = torch.cat([t.weights[b.start: b.stop] for b, *_ in chunk])
-        moments = torch.cat(moments, dim=1)
-        rho = moments[0]
-        grad = 2.0 * moments[1:] if screened.comp > 1 else None
-        sigma = None if grad is None else (grad * grad).sum(0)
-        exc, vrho, vsigma = eval_xc(t.xc, rho, sigma, create_graph=keep_graph)
-        e_xc = e_xc + torch.dot(weights * rho, exc)
-        # A_μν = Σ_g φ_μ [½ w v_ρ φ_ν + 2 w v_σ ∇ρ·∇φ_ν]: coefficients of (φ, ∂xφ, ∂yφ, ∂zφ)
-        coef = (0.5 * weights * vrho)[None]
-        if grad is not None:
-            coef = torch.cat([coef, (2.0 * weights * vsigma) * grad])  # (comp, g)
-        p = 0
-        for b, idx, data in chunk:
-            q = p + b.stop - b.start
-            half = (data * coef[:, None, p:q]).sum(0)                  # (n_sig, g)
-            block_a = data[0] @ half.mT
-            # in place: autograd handles it (nothing saved reads A), no N × N copy per block
-            if idx.numel() == n:
-                a.add_(block_a)
-            else:
-                a.index_put_((idx[:, None], idx), block_a, accumulate=True)
-            p = q
+    for first, last in _chunks(screened.blocks):
+        chunk = screened.blocks[first:last]
+        if keep_graph and screened.recomputed:
+            e_part, a_part = _RecomputedChunk.apply(dm, t, chunk)
+        else:
+            e_part, a_part = _xc_chunk(t, dm, chunk, keep_graph)
+        e_xc = e_xc + e_part
+        a = a + a_part if keep_graph else a.add_(a_part)
     return e_xc, a + a.mT
+
+
+def _xc_chunk(t: DFTTensors, dm: torch.Tensor, chunk: Sequence[AOBlock], keep_graph: bool
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """E_xc and A (N, N) (V_xc = A + Aᵀ) of one chunk of blocks."""
+    screened = t.screened_ao
+    n = t.n_ao
+    blocks = list(iter_blocks(screened, chunk))
+    moments = []
+    for _, idx, data in blocks:
+        # a block on which every AO is significant needs no gather (small molecules)
+        sub = dm if idx.numel() == n else dm[idx[:, None], idx]
+        # rows (ρ, ½∂xρ, ½∂yρ, ½∂zρ) in one product and one sum over the AO axis
+        moments.append((data * (sub @ data[0])).sum(1))         # (comp, g)
+    weights = torch.cat([t.weights[b.start: b.stop] for b in chunk])
+    moments = torch.cat(moments, dim=1)
+    rho = moments[0]
+    grad = 2.0 * moments[1:] if screened.comp > 1 else None
+    sigma = None if grad is None else (grad * grad).sum(0)
+    exc, vrho, vsigma = eval_xc(t.xc, rho, sigma, create_graph=keep_graph)
+    e_xc = torch.dot(weights * rho, exc)
+    # A_μν = Σ_g φ_μ [½ w v_ρ φ_ν + 2 w v_σ ∇ρ·∇φ_ν]: coefficients of (φ, ∂xφ, ∂yφ, ∂zφ)
+    coef = (0.5 * weights * vrho)[None]
+    if grad is not None:
+        coef = torch.cat([coef, (2.0 * weights * vsigma) * grad])  # (comp, g)
+    a = torch.zeros_like(dm)
+    p = 0
+    for b, idx, data in blocks:
+        q = p + b.stop - b.start
+        half = (data * coef[:, None, p:q]).sum(0)                  # (n_sig, g)
+        block_a = data[0] @ half.mT
+        # in place: autograd handles it (nothing saved reads A), no N × N copy per block
+        if idx.numel() == n:
+            a.add_(block_a)
+        else:
+            a.index_put_((idx[:, None], idx), block_a, accumulate=True)
+        p = q
+    return e_xc, a
+
+
+class _RecomputedChunk(torch.autograd.Function):
+    """One chunk's (E_xc, A) whose backward evaluates the chunk again and differentiates it
+    there: the AO values of the whole grid are never held by a graph (the point of not storing
+    them).  First derivatives through it only, which is what the sandwich's backward takes."""
+
+    @staticmethod
+    def forward(ctx, dm, t: DFTTensors, chunk):
+        ctx.save_for_backward(dm)
+        ctx.t, ctx.chunk = t, chunk
+        with torch.no_grad():
+            return _xc_chunk(t, dm, chunk, keep_graph=False)
+
+    @staticmethod
+    def backward(ctx, grad_e, grad_a):
+        (dm,) = ctx.saved_tensors
+        with torch.enable_grad():
+            d = dm.detach().requires_grad_(True)
+            e_part, a_part = _xc_chunk(ctx.t, d, ctx.chunk, keep_graph=True)
+            (grad_dm,) = torch.autograd.grad((e_part, a_part), d, (grad_e, grad_a))
+        return grad_dm, None, None
 
 
 def energy_and_fock(t: DFTTensors, dm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

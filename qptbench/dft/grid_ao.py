@@ -13,6 +13,12 @@ Which AOs are significant is PySCF's own shell screen (``make_mask``, one row pe
 56-point rows, and ``eval_ao`` skips it (zeros) on the rows where it is not, as PySCF's own
 ``get_veff`` does.  The choice is made once per geometry, when the tensors are built.
 
+Over a memory budget (``screen_ao(budget_bytes=...)``, ``build_tensors(ao_budget_gb=...)``)
+the values are not stored at all: the same screen is kept with the basis and the points, and
+each block is evaluated when it is read (``gto.eval_block``, in torch), so what the grid holds is
+one chunk of blocks at a time, N × block, not Σ n_sig · g; the energy then recomputes, in its
+backward too, instead of keeping the chunk (``energy.xc_energy_potential``).
+
 Storage is flat (``ScreenedAO``): each block's arrays one after another in ``values`` and
 ``index``, located by an ``AOBlock`` record, so a ``DFTTensors`` holds plain tensors that
 ``to(device)`` moves and ``tensor_bytes`` counts.  Value and gradients of a block lie together,
@@ -22,12 +28,14 @@ so ρ and ∇ρ are one product and one sum per block, as is the potential's ½ 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
 import torch
+
+from qptbench.dft.gto import GTOBasis, eval_block, gto_basis
 
 SCREEN_CUTOFF = 1e-11  # |AO| below this on a whole 56-point row: dropped there
 SCREEN_ROW = 56        # PySCF's BLKSIZE: the rows of its screen index
@@ -51,11 +59,20 @@ class ScreenedAO:
     comp: int                     # 4: values and gradients (GGA); 1: values only (LDA)
     index: torch.Tensor           # flat int64: each block's significant AO indices
     blocks: tuple[AOBlock, ...]   # blocks with no significant AO are left out
+    # not stored (``values`` empty): each block evaluated from the basis when it is read
+    basis: GTOBasis | None = None
+    coords: torch.Tensor | None = None  # (G, 3) Bohr, with ``basis``
+
+    @property
+    def recomputed(self) -> bool:
+        return self.basis is not None
 
     def values_only(self) -> ScreenedAO:
         """The same without the gradients (an LDA functional on GGA tensors): a copy."""
         if self.comp == 1:
             return self
+        if self.recomputed:
+            return replace(self, comp=1)
         parts = [data[:1].reshape(-1) for _, _, data in iter_blocks(self)]
         blocks = tuple(b._replace(offset=b.offset // self.comp) for b in self.blocks)
         values = torch.cat(parts) if parts else self.values[:0]
@@ -93,7 +110,7 @@ def significant_count(mol, coords: np.ndarray, block: int = SCREEN_BLOCK,
 
 
 def screen_ao(mol, coords: np.ndarray, with_grad: bool, block: int = SCREEN_BLOCK,
-              cutoff: float = SCREEN_CUTOFF) -> ScreenedAO:
+              cutoff: float = SCREEN_CUTOFF, budget_bytes: float | None = None) -> ScreenedAO:
     """AO values (and gradients) at ``coords``, only the significant AOs of each block.
 
     AOs are evaluated ``EVAL_CHUNK`` blocks at a time into one reused buffer, so the dense
@@ -115,6 +132,8 @@ def screen_ao(mol, coords: np.ndarray, with_grad: bool, block: int = SCREEN_BLOC
     sizes = comp * n_sig * _block_sizes(len(coords), len(mask), block)
     offsets = np.concatenate([[0], np.cumsum(sizes[kept])])
     index_offsets = np.concatenate([[0], np.cumsum(n_sig[kept])])
+    if budget_bytes is not None and offsets[-1] * 8 > budget_bytes:
+        return _recomputed(mol, coords, mask, kept, comp, index_offsets, block)
     values = np.empty(int(offsets[-1]))
     index = np.empty(int(index_offsets[-1]), dtype=np.int64)
     blocks = []
@@ -141,6 +160,18 @@ def screen_ao(mol, coords: np.ndarray, with_grad: bool, block: int = SCREEN_BLOC
     return ScreenedAO(torch.from_numpy(values), comp, torch.from_numpy(index), tuple(blocks))
 
 
+def _recomputed(mol, coords: np.ndarray, mask: np.ndarray, kept: np.ndarray, comp: int,
+                index_offsets: np.ndarray, block: int) -> ScreenedAO:
+    """The screen of ``screen_ao`` without the values: the basis and the points instead."""
+    index = torch.from_numpy(np.concatenate([np.flatnonzero(mask[b]) for b in kept])
+                             if len(kept) else np.zeros(0, dtype=np.int64))
+    blocks = tuple(AOBlock(int(b * block), int(min((b + 1) * block, len(coords))),
+                           int(index_offsets[i + 1] - index_offsets[i]), 0,
+                           int(index_offsets[i])) for i, b in enumerate(kept))
+    return ScreenedAO(torch.zeros(0, dtype=torch.float64), comp, index, blocks,
+                      gto_basis(mol), torch.from_numpy(np.ascontiguousarray(coords)))
+
+
 def screen_dense(ao: torch.Tensor, ao_grad: torch.Tensor | None, block: int = SCREEN_BLOCK,
                  cutoff: float = SCREEN_CUTOFF) -> ScreenedAO:
     """The same storage from dense (N, G) values and (3, N, G) gradients, screened by their
@@ -163,13 +194,18 @@ def screen_dense(ao: torch.Tensor, ao_grad: torch.Tensor | None, block: int = SC
                       tuple(blocks))
 
 
-def iter_blocks(s: ScreenedAO) -> Iterator[tuple[AOBlock, torch.Tensor, torch.Tensor]]:
-    """(block, AO indices (n_sig,), values and gradients (comp, n_sig, g)): views into the
-    flat storage, no copies."""
-    for b in s.blocks:
+def iter_blocks(s: ScreenedAO, blocks: Sequence[AOBlock] | None = None
+                ) -> Iterator[tuple[AOBlock, torch.Tensor, torch.Tensor]]:
+    """(block, AO indices (n_sig,), values and gradients (comp, n_sig, g)) of ``blocks``
+    (default: all): views into the flat storage, no copies; or, when the values are not
+    stored, evaluated now (``gto.eval_block``)."""
+    for b in s.blocks if blocks is None else blocks:
         g = b.stop - b.start
         idx = s.index[b.index_offset: b.index_offset + b.n_sig]
-        data = s.values[b.offset: b.offset + s.comp * b.n_sig * g].view(s.comp, b.n_sig, g)
+        if s.basis is not None:
+            data = eval_block(s.basis, s.coords[b.start: b.stop], idx, s.comp > 1)
+        else:
+            data = s.values[b.offset: b.offset + s.comp * b.n_sig * g].view(s.comp, b.n_sig, g)
         yield b, idx, data
 
 

@@ -21,16 +21,19 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from qptbench.dft.energy import XC_CHUNK
 from qptbench.dft.geometry import Molecule
 from qptbench.dft.grid_ao import SCREEN_BLOCK
 from qptbench.dft.level import LevelOfTheory
+from qptbench.dft.tensors import resolve_ao_budget
 from qptbench.errors import InputError
 
 GB = 1e9
 LIMIT_ENV = "QPTBENCH_MEMORY_LIMIT_GB"
 LIMIT_FRACTION = 0.8  # of the available memory: the page cache, the shell and the rest need some
 REMEDY = ("use --eri df (density fitting), a smaller --window, a lower --grid-level or fewer "
-          "workers, or raise --memory-limit-gb / QPTBENCH_MEMORY_LIMIT_GB (0: no check)")
+          "workers, cap the stored AO values (qptbench --ao-budget-gb GB COMMAND), or raise "
+          "--memory-limit-gb / QPTBENCH_MEMORY_LIMIT_GB (0: no check)")
 DEFAULT_AUXBASIS = "def2-universal-jkfit"
 
 
@@ -113,17 +116,19 @@ def tensor_sizes(molecule: Molecule, level: LevelOfTheory | None = None) -> dict
     return dict(_SIZES[key])
 
 
-def estimate_tensor_bytes(molecule: Molecule, level: LevelOfTheory | None = None
-                          ) -> dict[str, int]:
+def estimate_tensor_bytes(molecule: Molecule, level: LevelOfTheory | None = None,
+                          ao_budget_gb: float | None = None) -> dict[str, int]:
     """Bytes of one geometry's ``DFTTensors`` (``evaluation.evaluator.tensor_bytes`` of what
     ``build_tensors`` returns), by part, without building it.
 
     Keys: ``eri`` (dense N⁴, 0 when density-fitted), ``df`` (N_aux·N², 0 when dense), ``ao``
     (the screened AO values, Σ n_sig · g; N·G without screening), ``ao_grad`` (3 × as many,
     0 for LDA), ``small`` (S, h, L⁻¹, D_minao, the weights and the screened AO indices),
-    ``total`` (their sum), and ``build``: what building one needs on top of it for a moment
-    (PySCF's 8-fold packed ERIs before they are unpacked, or the 3-index integrals before the
-    whitening), not held afterwards.
+    ``ao_work`` (0 unless the AO values are over ``ao_budget_gb``, default
+    ``QPTBENCH_AO_BUDGET_GB``: then ``ao`` and ``ao_grad`` are 0 and this is the chunk an
+    energy evaluates at a time), ``total`` (their sum), and ``build``: what building one needs
+    on top of it for a moment (PySCF's 8-fold packed ERIs before they are unpacked, or the
+    3-index integrals before the whitening), not held afterwards.
     """
     level = level or LevelOfTheory()
     sizes = tensor_sizes(molecule, level)
@@ -139,10 +144,19 @@ def estimate_tensor_bytes(molecule: Molecule, level: LevelOfTheory | None = None
         if level.eri_threshold > 0:  # |eri| < threshold: np.abs makes a copy, the mask 1/8 more
             out["build"] += n**4 * (f8 + 1)
     sig = sizes["ao_significant"]
+    comp = 4 if _is_gga(level.xc) else 1
     out["ao"] = sig * f8
-    out["ao_grad"] = 3 * sig * f8 if _is_gga(level.xc) else 0
+    out["ao_grad"] = (comp - 1) * sig * f8
     out["small"] = 4 * n * n * f8 + g * f8 + (sig // SCREEN_BLOCK + n) * 8  # + AO indices
-    out["total"] = sum(out[k] for k in ("eri", "df", "ao", "ao_grad", "small"))
+    out["ao_work"] = 0
+    budget = resolve_ao_budget(ao_budget_gb)
+    if budget is not None and out["ao"] + out["ao_grad"] > budget * GB:
+        # not stored (grid_ao): the points instead, and while an energy runs one chunk of
+        # blocks evaluated, with the evaluator's temporaries (about as much again)
+        out["ao"] = out["ao_grad"] = 0
+        out["small"] += 3 * g * f8
+        out["ao_work"] = 2 * comp * n * XC_CHUNK * f8
+    out["total"] = sum(out[k] for k in ("eri", "df", "ao", "ao_grad", "small", "ao_work"))
     return out
 
 

@@ -18,6 +18,7 @@ import torch
 from qptbench.dft.density_fitting import df_factor
 from qptbench.dft.geometry import Molecule
 from qptbench.dft.grid_ao import AOBlock, ScreenedAO, densify, screen_ao, screen_dense
+from qptbench.dft.gto import GTOBasis
 from qptbench.dft.level import LevelOfTheory
 from qptbench.dft.xc import Functional, get_functional
 from qptbench.errors import InputError
@@ -47,6 +48,10 @@ class DFTTensors:
     level: LevelOfTheory
     # density fitting (level.eri == "df"): B (N_aux, N, N) with (ij|kl) ≈ Σ_Q B_Qij B_Qkl
     df_b: torch.Tensor | None = None
+    # AO values over the budget (``build_tensors(ao_budget_gb=...)``): not stored (ao_values
+    # empty) but evaluated per block from the basis at the grid points, when read
+    ao_basis: GTOBasis | None = None
+    grid_coords: torch.Tensor | None = None   # (G, 3) Bohr, with ao_basis
     seconds: dict[str, float] = field(default_factory=dict, compare=False)  # preparation wall time
 
     def __init__(self, *, n_occ: int, e_nuc: float, overlap: torch.Tensor,
@@ -55,11 +60,13 @@ class DFTTensors:
                  level: LevelOfTheory, ao_values: torch.Tensor | None = None,
                  ao_comp: int = 1, ao_index: torch.Tensor | None = None,
                  ao_blocks: tuple[AOBlock, ...] = (), df_b: torch.Tensor | None = None,
+                 ao_basis: GTOBasis | None = None, grid_coords: torch.Tensor | None = None,
                  seconds: dict[str, float] | None = None, ao=_KEEP, ao_grad=_KEEP) -> None:
         """Keywords as the fields; or dense ``ao`` (N, G) / ``ao_grad`` (3, N, G), screened
         here (``dataclasses.replace(t, ao_grad=None)`` drops the gradients, as for an LDA)."""
         if ao is not _KEEP or (ao_grad is not _KEEP and ao_grad is not None):
-            old = ScreenedAO(ao_values, ao_comp, ao_index, ao_blocks)
+            old = ScreenedAO(ao_values, ao_comp, ao_index, ao_blocks, ao_basis, grid_coords)
+            ao_basis = grid_coords = None  # stored from here on
             dense, dense_grad = (None, None) if ao_values is None else densify(
                 old, overlap.shape[-1], weights.shape[0])
             ao = dense if ao is _KEEP else ao
@@ -67,7 +74,8 @@ class DFTTensors:
             new = screen_dense(ao, ao_grad)
             ao_values, ao_comp, ao_index, ao_blocks = new.values, new.comp, new.index, new.blocks
         elif ao_grad is None and ao_values is not None:
-            new = ScreenedAO(ao_values, ao_comp, ao_index, ao_blocks).values_only()
+            new = ScreenedAO(ao_values, ao_comp, ao_index, ao_blocks, ao_basis,
+                             grid_coords).values_only()
             ao_values, ao_comp, ao_blocks = new.values, new.comp, new.blocks
         if ao_values is None or ao_index is None:
             raise ValueError("DFTTensors needs the screened AO values or dense ao")
@@ -77,7 +85,9 @@ class DFTTensors:
                             ("eri", eri), ("weights", weights), ("ao_values", ao_values),
                             ("ao_comp", ao_comp), ("ao_index", ao_index),
                             ("ao_blocks", tuple(ao_blocks)), ("xc", xc), ("level", level),
-                            ("df_b", df_b), ("seconds", {} if seconds is None else seconds)):
+                            ("df_b", df_b), ("ao_basis", ao_basis),
+                            ("grid_coords", grid_coords),
+                            ("seconds", {} if seconds is None else seconds)):
             set_(self, name, value)
 
     @property
@@ -95,7 +105,8 @@ class DFTTensors:
     @property
     def screened_ao(self) -> ScreenedAO:
         """The AO values on the grid as the energy reads them: per block, significant AOs."""
-        return ScreenedAO(self.ao_values, self.ao_comp, self.ao_index, self.ao_blocks)
+        return ScreenedAO(self.ao_values, self.ao_comp, self.ao_index, self.ao_blocks,
+                          self.ao_basis, self.grid_coords)
 
     @property
     def ao(self) -> torch.Tensor:
@@ -114,7 +125,7 @@ class DFTTensors:
         moved = {
             f.name: getattr(self, f.name).to(device)
             for f in fields(self)
-            if isinstance(getattr(self, f.name), torch.Tensor)
+            if isinstance(getattr(self, f.name), torch.Tensor | GTOBasis)
         }
         return replace(self, **moved)
 
@@ -228,11 +239,15 @@ def build_tensors(
     molecule: Molecule,
     level: LevelOfTheory | None = None,
     device: torch.device | str = "cpu",
+    ao_budget_gb: float | None = None,
 ) -> DFTTensors:
     """Integrals, Cholesky orthogonaliser, minao guess and grid for one geometry.
 
     The two-electron part follows ``level.eri``: dense (ij|kl) in ``eri``, or for "df" only the
-    fitted factor ``df_b`` (``eri`` is None), never both.
+    fitted factor ``df_b`` (``eri`` is None), never both.  AO values on the grid are stored
+    (screened) unless they would take more than ``ao_budget_gb`` (default: the environment's
+    ``QPTBENCH_AO_BUDGET_GB``, else no budget): then they are evaluated per block when read,
+    the same numbers to 1e-12 for more time per energy (``grid_ao``).
     """
     from pyscf import scf
 
@@ -264,7 +279,9 @@ def build_tensors(
     seconds["grid"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
-    screened = screen_ao(mol, np.ascontiguousarray(coords), with_grad=func.is_gga)
+    budget = resolve_ao_budget(ao_budget_gb)
+    screened = screen_ao(mol, np.ascontiguousarray(coords), with_grad=func.is_gga,
+                         budget_bytes=None if budget is None else budget * 1e9)
     seconds["ao_values"] = time.perf_counter() - tic
 
     def t(a: np.ndarray) -> torch.Tensor:
@@ -286,8 +303,33 @@ def build_tensors(
         xc=func,
         level=level,
         df_b=None if df_b is None else t(df_b),
+        ao_basis=None if screened.basis is None else screened.basis.to(device),
+        grid_coords=None if screened.coords is None else screened.coords.to(device),
         seconds=seconds,
     )
+
+
+AO_BUDGET_ENV = "QPTBENCH_AO_BUDGET_GB"
+
+
+def resolve_ao_budget(ao_budget_gb: float | None) -> float | None:
+    """GB the stored AO values may take (None: no budget): the argument, else
+    ``QPTBENCH_AO_BUDGET_GB``; one-line InputError for a bad value."""
+    import os
+
+    source = "--ao-budget-gb"
+    if ao_budget_gb is None:
+        text = os.environ.get(AO_BUDGET_ENV, "").strip()
+        if not text:
+            return None
+        source = AO_BUDGET_ENV
+        try:
+            ao_budget_gb = float(text)
+        except ValueError:
+            raise InputError(f"{AO_BUDGET_ENV} must be a number of GB, got {text!r}") from None
+    if not ao_budget_gb >= 0:
+        raise InputError(f"{source} must be >= 0 (GB), got {ao_budget_gb}")
+    return float(ao_budget_gb)
 
 
 def _dense_eri(mol, threshold: float) -> np.ndarray:

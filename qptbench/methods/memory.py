@@ -12,8 +12,9 @@ Each geometry's DFT tensors (``T``) are held by
   reference, in its canonical frame, but only when the evaluator keeps them all;
 - one more being built (or PySCF's own SCF on a reference), at any moment.
 On top: the network (weights, gradients, Adam's two moments, an EMA or checkpoint copy), the
-autograd graph of the differentiable Fock build (two (N, G) arrays per grid block kept for the
-backward, ``dft.energy._xc_block``), labels where a route keeps them, and each process's
+autograd graph of the differentiable Fock build (two arrays the size of the screened AO values
+kept for the backward, ``dft.energy._xc_chunk``; none when they are not stored, only the chunk
+the backward evaluates again), labels where a route keeps them, and each process's
 interpreter with torch and PySCF loaded.  The harness runs its methods one after another, so
 the largest method counts, beside what the run shares (the evaluator, QPT's inputs).
 """
@@ -33,7 +34,7 @@ PROCESS_BYTES = 0.5e9  # a Python process with torch, PySCF and qptbench: 0.28 G
 # imports, with libraries and allocator caches about 0.6 (the water smoke run: 0.69 GB in all)
 PREFETCH = 2           # samples each DataLoader worker keeps ready (WindowedStream's default)
 MODEL_COPIES = 5       # weights, gradients, Adam's two moments, EMA weights or a checkpoint copy
-GRAPH_AO_ARRAYS = 2    # (N, G) arrays the differentiable Fock build keeps for the backward
+GRAPH_AO_ARRAYS = 2    # arrays of the screened AO values' size the Fock build's graph keeps
 INPUT_BYTES_PER_AO2 = 7 * 4 + 8  # a sample's network inputs: 7 float32 biases and H_init
 
 
@@ -102,7 +103,7 @@ def _window_parts(qcfg: Any, sizes: dict[str, int], tensors: dict[str, int], n_l
                   ) -> tuple[int, dict[str, float]]:
     """(geometries held by the training stream, the other parts of a network's training);
     ``n_labels``: the labelled conformations the ``labels`` signal keeps prepared."""
-    n, g = sizes["n_ao"], sizes["n_grid"]
+    n = sizes["n_ao"]
     labels = qcfg.signal == "labels"
     workers = 0 if labels else int(qcfg.workers)
     in_flight = qcfg.window + workers * PREFETCH
@@ -111,7 +112,8 @@ def _window_parts(qcfg: Any, sizes: dict[str, int], tensors: dict[str, int], n_l
     if labels:  # H* as read and in its canonical frame, with the inputs (training.labelled)
         parts["labels"] = n_labels * (2 * 8 + INPUT_BYTES_PER_AO2) * n * n
     else:  # density fitting adds B·D and its transposed copy (dft.density_fitting)
-        parts["autograd graph"] = GRAPH_AO_ARRAYS * n * g * 8 + 2 * tensors["df"]
+        parts["autograd graph"] = (GRAPH_AO_ARRAYS * tensors["ao"] + tensors.get("ao_work", 0)
+                                   + 2 * tensors["df"])
     if workers:  # each worker builds its next molecule while the others wait in the queue
         parts["worker builds"] = workers * tensors["build"]
     return (0 if labels else in_flight), parts
