@@ -4,9 +4,11 @@
 ``train``: one QPT training step (smoke preset: tiny network, grid level 1) on the alanine
 dipeptide (200 AOs) in def2-SVP with ``eri="df"``: prepare the sample, energy loss, backward,
 one AdamW update.
-``energy``: Ace-Ala₄-NMe (485 AOs) at DF/def2-SVP, grid level 1: build the tensors, then the
-one-iteration energy E(aufbau(H₀)) at the minao-start Fock H₀ = F(D_minao) and its gradient
-dE/dH₀, then PySCF's DF-RKS ``energy_tot`` on the same density, the tensors freed first.
+``energy [GRID_LEVEL]``: Ace-Ala₄-NMe (485 AOs) at DF/def2-SVP, grid level 1 unless given: build
+the tensors, then the one-iteration energy E(aufbau(H₀)) at the minao-start Fock H₀ = F(D_minao)
+and its gradient dE/dH₀, then PySCF's DF-RKS ``energy_tot`` on the same density, the tensors
+freed first.  ``QPTBENCH_AO_BUDGET_GB`` applies as everywhere: with it, grid level 3 fits 24 GB
+(``QPTBENCH_AO_BUDGET_GB=0 python tests/peptide_df_run.py energy 3``).
 
 Each phase reports its wall time and the process's peak resident memory so far
 (``resource.getrusage``'s ru_maxrss, which never goes down: a later phase's peak includes what
@@ -20,6 +22,7 @@ import json
 import resource
 import sys
 import time
+from dataclasses import replace
 
 import torch
 
@@ -74,14 +77,17 @@ def peptide_energy() -> dict:
     from qptbench.dft.labels import make_rks
     from qptbench.dft.tensors import build_tensors
 
+    level = PEPTIDE_LEVEL if len(sys.argv) < 3 else replace(PEPTIDE_LEVEL,
+                                                            grid_level=int(sys.argv[2]))
     mol = Molecule.builtin(PEPTIDE)
-    out: dict = {"level": PEPTIDE_LEVEL.as_dict(), "threads": torch.get_num_threads()}
+    out: dict = {"level": level.as_dict(), "threads": torch.get_num_threads()}
     tic = time.perf_counter()
-    t = build_tensors(mol, PEPTIDE_LEVEL)
+    t = build_tensors(mol, level)
     out.update(n_atoms=mol.n_atoms, n_ao=t.n_ao, n_aux=int(t.df_b.shape[0]), n_grid=t.n_grid,
                dense_eri=t.eri is not None, prep_seconds=time.perf_counter() - tic,
                prep_parts_seconds=dict(t.seconds), prep_peak_rss_gb=peak_rss_gb(),
-               df_b_gb=t.df_b.numel() * 8 / 1e9)
+               df_b_gb=t.df_b.numel() * 8 / 1e9, ao_stored_gb=t.ao_values.numel() * 8 / 1e9,
+               ao_recomputed=t.ao_basis is not None)
     with torch.no_grad():
         h0 = fock(t, t.dm_minao)
     h = h0.clone().requires_grad_(True)
@@ -96,7 +102,7 @@ def peptide_energy() -> dict:
     del t, h, h0, e, grad
     gc.collect()
     tic = time.perf_counter()
-    out["pyscf_energy_ha"] = float(make_rks(mol, PEPTIDE_LEVEL).energy_tot(dm=dm))
+    out["pyscf_energy_ha"] = float(make_rks(mol, level).energy_tot(dm=dm))
     out.update(pyscf_seconds=time.perf_counter() - tic, pyscf_peak_rss_gb=peak_rss_gb(),
                diff_ha=out["energy_ha"] - out["pyscf_energy_ha"])
     return out

@@ -4,6 +4,8 @@ differences, the graph keeps no AO values, and the memory estimate and CLI follo
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -88,16 +90,16 @@ def test_estimate_follows_the_budget(monkeypatch):
 
 
 def test_cli_budget_option(tmp_path, monkeypatch):
-    monkeypatch.delenv(AO_BUDGET_ENV, raising=False)
+    # set (empty = no budget), so that the teardown removes what the CLI sets in os.environ
+    monkeypatch.setenv(AO_BUDGET_ENV, "")
     runner = CliRunner()
     bad = runner.invoke(app, ["--ao-budget-gb", "-1", "scf", "--molecule", "water"])
     assert bad.exit_code == 2 and "--ao-budget-gb must be >= 0" in bad.output
     ok = runner.invoke(app, ["--ao-budget-gb", "0", "scf", "--molecule", "water",
                              "--grid-level", "1", "--eri", "df"])
     assert ok.exit_code == 0, ok.output
-    import os
     assert os.environ.get(AO_BUDGET_ENV) == "0.0"
-    monkeypatch.delenv(AO_BUDGET_ENV)
+    monkeypatch.setenv(AO_BUDGET_ENV, "")
     plain = runner.invoke(app, ["scf", "--molecule", "water", "--grid-level", "1", "--eri",
                                 "df"])
     last = [line for line in ok.output.splitlines() if "E_total" in line or "energy" in line]

@@ -56,8 +56,9 @@ def test_screening_drops_aos_and_keeps_pyscfs_values():
     assert dense.shape == ref.shape
     dropped = dense == 0
     assert dropped.mean() > 0.2
-    # what is stored is PySCF's value; what is dropped is below the cutoff (gradients too)
-    assert np.abs(dense - ref)[~dropped].max() <= 1e-14
+    # what is stored is PySCF's value (to rounding: evaluated one block per call, ref all at
+    # once); what is dropped is below the cutoff (gradients too)
+    assert np.abs(dense - ref)[~dropped].max() <= 1e-14 * np.abs(ref).max()
     assert np.abs(ref[dropped]).max() <= 10 * SCREEN_CUTOFF
 
 

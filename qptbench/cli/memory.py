@@ -41,6 +41,9 @@ def remedy(path: Sequence[str], evaluator: bool = True) -> str:
     command has an evaluator)."""
     have = _options(path)
     tips = [text for option, text in REMEDIES if option in have]
+    # a global option: it fits every command that builds a grid
+    tips.append("AO values evaluated per block instead of stored (qptbench --ao-budget-gb GB "
+                "before the command)")
     if evaluator:
         tips.append("a smaller QPTBENCH_EVAL_CACHE_GB")
     listed = ", ".join(tips[:-1]) + (" or " if len(tips) > 1 else "") + tips[-1] if tips else ""
