@@ -25,7 +25,7 @@ class Components(Benchmark):
         g = torch.randn(t.n_ao, t.n_ao, generator=gen, dtype=torch.float64)
         self.grad_d = (g + g.mT).to(device)
         with torch.no_grad():
-            rho, grad = density_on_grid(t.ao, t.ao_grad, self.dm)
+            rho, grad = density_on_grid(t, self.dm)
         self.rho, self.sigma = rho, None if grad is None else (grad * grad).sum(0)
         orthogonal_eigh(self.h0, t.l_inv)  # warm-up (LAPACK / cuSOLVER workspaces)
         for fn in (self.time_eigh_backward, self.time_jk, self.time_vxc):
@@ -47,16 +47,16 @@ class Components(Benchmark):
         common.sync(device)
 
     def time_jk(self, cache, name, device):
-        from qptbench.dft.energy import coulomb_exchange
+        from qptbench.dft.energy import coulomb_exchange_of
 
-        coulomb_exchange(self.t.eri, self.dm, with_k=True)
+        coulomb_exchange_of(self.t, self.dm, with_k=True)
         common.sync(device)
 
     def time_density_on_grid(self, cache, name, device):
-        from qptbench.dft.energy import density_on_grid, grid_blocks
+        """ρ and ∇ρ on the screened blocks, as the energy computes them."""
+        from qptbench.dft.energy import density_on_grid
 
-        for _, ao, ao_grad in grid_blocks(self.t):
-            density_on_grid(ao, ao_grad, self.dm)
+        density_on_grid(self.t, self.dm)
         common.sync(device)
 
     def time_functional(self, cache, name, device):

@@ -74,7 +74,7 @@ def main() -> None:
         h0 = fock(stored, stored.dm_minao).detach()
         row = []
         for mixes in ((), (0.5, 0.0)):
-            def step(t, mixes=mixes):
+            def step(t, mixes=mixes, h0=h0):
                 h = h0.clone().requires_grad_(True)
                 e = energy(t, h, mixes)
                 e.backward()

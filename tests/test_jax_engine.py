@@ -206,7 +206,7 @@ def test_scf_converges_to_pyscf(name, seed):
     assert ours.converged and ref.converged
     assert abs(ours.energy - ref.energy) <= 1e-7, ours.energy - ref.energy
     occ = slice(0, t.n_occ)
-    assert np.abs(ours.mo_energy[occ] - ref.mo_energy[occ]).max() < 1e-5
+    assert np.abs(ours.mo_energy[occ].numpy() - ref.mo_energy[occ]).max() < 1e-5
     assert len(ours.energies) == ours.iterations + 1
 
 

@@ -7,7 +7,7 @@ import json
 
 import typer
 
-from qptbench.cli.common import friendly
+from qptbench.cli.common import device_option, friendly
 
 
 def train_baseline(
@@ -19,8 +19,7 @@ def train_baseline(
                                "the released MD17 model (~20M parameters)."),
     steps: int = typer.Option(2000, "--steps", metavar="N",
                               help="Optimiser updates (batch size from the preset)."),
-    device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda",
-                               help="Where to train and evaluate."),
+    device: str = device_option(),
     dtype: str = typer.Option("float32", "--dtype", metavar="float32|float64",
                               help="Network precision: float32 as QHNet's released config and "
                               "its best MD17 numbers (and QPT's network), or float64."),

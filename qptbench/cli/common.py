@@ -72,3 +72,9 @@ def energy_backend_option():
     """``--energy-backend torch|jax`` (a typer option)."""
     return typer.Option("torch", "--energy-backend", metavar="torch|jax",
                         help=ENERGY_BACKEND_HELP)
+
+
+def device_option(help_text: str = "Where to train and evaluate."):
+    """``--device auto|cpu|cuda`` (a typer option): auto takes CUDA where there is a GPU."""
+    return typer.Option("auto", "--device", metavar="auto|cpu|cuda",
+                        help=help_text + "  auto: CUDA when a GPU is visible, else CPU.")

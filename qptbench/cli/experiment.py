@@ -7,7 +7,13 @@ from pathlib import Path
 
 import typer
 
-from qptbench.cli.common import HELP_MODE, auxbasis_option, eri_option, friendly
+from qptbench.cli.common import (
+    HELP_MODE,
+    auxbasis_option,
+    device_option,
+    eri_option,
+    friendly,
+)
 from qptbench.cli.memory import guard, memory_limit_option
 
 experiment_app = typer.Typer(help="Experiments on the comparison harness: the alanine map.",
@@ -60,8 +66,7 @@ def alanine(
     label_workers: int = typer.Option(None, "--label-workers", metavar="N",
                                       help="PySCF labelling processes.  [default: all cores "
                                       "(os.sched_getaffinity)]"),
-    device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda",
-                               help="Where to train and evaluate."),
+    device: str = device_option(),
     out: str = typer.Option("runs/alanine", "--out", metavar="DIR", help="Run directory."),
     resume: bool = typer.Option(False, "--resume/--no-resume", show_default=False,
                                 help="Continue the run in --out where it stopped (--k may "

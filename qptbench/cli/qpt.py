@@ -9,6 +9,7 @@ import typer
 from qptbench.cli.common import (
     MOLECULES,
     auxbasis_option,
+    device_option,
     energy_backend_option,
     eri_option,
     friendly,
@@ -76,8 +77,7 @@ def train_qpt(
                              "`train-baseline` is QHNet on labels with its own recipe."),
     seed: int = typer.Option(None, "--seed", metavar="S",
                              help="Initialisation and sampling seed.  [default: 0]"),
-    device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda",
-                               help="Where to train and evaluate."),
+    device: str = device_option(),
     out: str = typer.Option("runs/qpt", "--out", metavar="DIR", help="Run directory."),
     resume: bool = typer.Option(False, "--resume/--no-resume", show_default=False,
                                 help="Continue the run in --out where it stopped.  [default: off]"),

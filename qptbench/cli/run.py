@@ -9,6 +9,7 @@ import typer
 from qptbench.cli.common import (
     MOLECULES,
     auxbasis_option,
+    device_option,
     energy_backend_option,
     eri_option,
     friendly,
@@ -68,8 +69,7 @@ def run_command(
                           "dense]"),
     auxbasis: str = auxbasis_option(),
     energy_backend: str = energy_backend_option(),
-    device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda",
-                               help="Where to train and evaluate."),
+    device: str = device_option(),
     out: str = typer.Option("runs/run", "--out", metavar="DIR", help="Run directory."),
     resume: bool = typer.Option(False, "--resume/--no-resume", show_default=False,
                                 help="Continue the run in --out where it stopped.  [default: off]"),

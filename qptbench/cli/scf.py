@@ -11,6 +11,7 @@ import typer
 from qptbench.cli.common import (
     MOLECULES,
     auxbasis_option,
+    device_option,
     energy_backend_option,
     eri_option,
     friendly,
@@ -36,8 +37,7 @@ def scf(
     eri: str = eri_option(),
     auxbasis: str = auxbasis_option(),
     energy_backend: str = energy_backend_option(),
-    device: str = typer.Option("auto", "--device", metavar="auto|cpu|cuda",
-                               help="Device for our SCF."),
+    device: str = device_option("Device for our SCF."),
     conv_tol: float = typer.Option(1e-10, "--conv-tol", metavar="HA",
                                    help="Energy convergence, Ha."),
     as_json: bool = typer.Option(False, "--json/--no-json", show_default=False,

@@ -18,7 +18,7 @@ import torch
 
 from qptbench.dft.density import aufbau_density
 from qptbench.dft.density_fitting import df_coulomb_exchange
-from qptbench.dft.grid_ao import AOBlock, densify, iter_blocks
+from qptbench.dft.grid_ao import AOBlock, iter_blocks
 from qptbench.dft.tensors import DFTTensors
 from qptbench.dft.xc import eval_xc
 
@@ -48,37 +48,25 @@ def coulomb_exchange_of(
     return coulomb_exchange(t.eri, dm, with_k)
 
 
-GRID_BLOCK = 4096  # points per dense block of ``grid_blocks`` (benchmarks of the dense path)
 XC_CHUNK = 32768  # points per functional evaluation: few calls (each is ~100 small autograd
 # ops), while its temporaries (~100 arrays of the chunk's length) stay bounded on large grids
 
 
-def grid_blocks(
-    t: DFTTensors,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
-    """Weights (g,), dense AO values (N, g) and AO gradients (3, N, g) or None, GRID_BLOCK
-    points at a time (zeros where screened out).  The dense layout of before the screening,
-    for benchmarks and tests; the energy reads ``t.screened_ao`` instead."""
-    ao, ao_grad = densify(t.screened_ao, t.n_ao, t.n_grid)
-    for start in range(0, t.n_grid, GRID_BLOCK):
-        block = slice(start, start + GRID_BLOCK)
-        yield t.weights[block], ao[:, block], None if ao_grad is None else ao_grad[:, :, block]
+def _moments(dm: torch.Tensor, idx: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
+    """(ρ, ½∂xρ, ½∂yρ, ½∂zρ) (comp, g) on one block from its significant AOs ``idx`` and their
+    values and gradients ``data`` (comp, n_sig, g): one product and one sum over the AO axis,
+    on D's (n_sig, n_sig) sub-matrix (``dm`` symmetric)."""
+    # a block on which every AO is significant needs no gather (small molecules)
+    sub = dm if idx.numel() == dm.shape[-1] else dm[idx[:, None], idx]
+    return (data * (sub @ data[0])).sum(1)
 
 
-def density_on_grid(
-    ao: torch.Tensor, ao_grad: torch.Tensor | None, dm: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """ρ (g,) and ∇ρ (3, g) at the points whose AO values (n, g) and gradients (3, n, g) are
-    given (one row per AO: all N, or a block's significant ones with ``dm`` their (n, n)
-    sub-matrix); ∇ρ is None for LDA functionals (``ao_grad`` None).  ``dm`` must be
-    symmetric."""
-    # Products and sums over the AO axis, not einsum: on these (n, g) blocks einsum picked
-    # batched matmuls that ran ~2x slower (uracil, one thread).
-    x = dm @ ao                                           # (n, g)
-    rho = (x * ao).sum(0)                                 # (g,)
-    if ao_grad is None:
-        return rho, None
-    return rho, 2.0 * (ao_grad * x).sum(1)                # (3, g)
+def density_on_grid(t: DFTTensors, dm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """ρ (g,) and ∇ρ (3, g) (None for LDA tensors) on the points of the blocks that have a
+    significant AO, in block order: what the energy computes (benchmarks, tests)."""
+    moments = torch.cat([_moments(dm, idx, data) for _, idx, data in iter_blocks(t.screened_ao)],
+                        dim=1)
+    return moments[0], (2.0 * moments[1:] if t.ao_comp > 1 else None)
 
 
 def _chunks(blocks: Sequence[AOBlock]) -> Iterator[tuple[int, int]]:
@@ -124,12 +112,7 @@ def _xc_chunk(t: DFTTensors, dm: torch.Tensor, chunk: Sequence[AOBlock], keep_gr
     screened = t.screened_ao
     n = t.n_ao
     blocks = list(iter_blocks(screened, chunk))
-    moments = []
-    for _, idx, data in blocks:
-        # a block on which every AO is significant needs no gather (small molecules)
-        sub = dm if idx.numel() == n else dm[idx[:, None], idx]
-        # rows (ρ, ½∂xρ, ½∂yρ, ½∂zρ) in one product and one sum over the AO axis
-        moments.append((data * (sub @ data[0])).sum(1))         # (comp, g)
+    moments = [_moments(dm, idx, data) for _, idx, data in blocks]  # (comp, g) each
     weights = torch.cat([t.weights[b.start: b.stop] for b in chunk])
     moments = torch.cat(moments, dim=1)
     rho = moments[0]

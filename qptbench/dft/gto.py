@@ -36,10 +36,10 @@ class ShellGroup:
 
     ell: int
     centers: torch.Tensor    # (S, 3) Bohr
-    exponents: torch.Tensor  # (S, P) zero-padded (with zero coefficients)
+    exponents: torch.Tensor  # (S, P) zero-padded (with zero coefficients) to the longest
     coefs: torch.Tensor      # (S, P) libcint's contraction coefficients × f_l
     first_ao: torch.Tensor   # (S,) int64: the row's first AO (PySCF order); it has 2l + 1
-    powers: torch.Tensor     # (n_cart, 3) float: (a, b, c) of each cartesian component
+    powers: torch.Tensor     # (n_cart, 3) int64: (a, b, c) of each cartesian component
     cart2sph: torch.Tensor   # (n_cart, 2l + 1)
 
     def to(self, device: torch.device | str) -> ShellGroup:
@@ -67,7 +67,10 @@ def gto_basis(mol) -> GTOBasis:
         exps = mol.bas_exp(shell)
         coefs = mol._libcint_ctr_coeff(shell) * _SP_FACTOR.get(ell, 1.0)   # (P, n_ctr)
         for ctr in range(coefs.shape[1]):
-            rows.setdefault(ell, []).append((mol.bas_coord(shell), exps, coefs[:, ctr], first))
+            # by l alone, primitives zero-padded: fewer, larger operations (grouping by l and
+            # primitive count too, which saves the padding's exponentials, was slower: uracil)
+            rows.setdefault(ell, []).append(
+                (mol.bas_coord(shell), exps, coefs[:, ctr], first))
             first += 2 * ell + 1
     if first != mol.nao:
         raise ValueError("cartesian basis sets are not supported")
@@ -87,7 +90,7 @@ def gto_basis(mol) -> GTOBasis:
             centers=torch.as_tensor(np.array([r[0] for r in group]).reshape(-1, 3)),
             exponents=exps, coefs=coefs,
             first_ao=torch.tensor([r[3] for r in group], dtype=torch.int64),
-            powers=torch.tensor(cartesian_powers(ell), dtype=torch.float64),
+            powers=torch.tensor(cartesian_powers(ell), dtype=torch.int64),
             cart2sph=torch.as_tensor(np.ascontiguousarray(t2s), dtype=torch.float64)))
     return GTOBasis(tuple(groups), int(mol.nao))
 
@@ -98,21 +101,28 @@ def _group_values(g: ShellGroup, rows: torch.Tensor, points: torch.Tensor,
     (n, 3)."""
     d = points.mT[None] - g.centers[rows, :, None]              # (S, 3, n)  r − A
     r2 = (d * d).sum(1)                                         # (S, n)
-    gauss = torch.exp(-g.exponents[rows, :, None] * r2[:, None])  # (S, P, n)
-    coefs = g.coefs[rows, :, None]
-    radial = (coefs * gauss).sum(1)                             # (S, n)
-    powers = g.powers[None, :, :, None]                         # (1, C, 3, 1)
-    mono = d[:, None] ** powers                                 # (S, C, 3, n) x^a, y^b, z^c
-    poly = mono.prod(2)                                         # (S, C, n)
+    exps = g.exponents[rows, :, None]
+    gauss = g.coefs[rows, :, None] * torch.exp(-exps * r2[:, None])  # (S, P, n)
+    radial = gauss.sum(1)                                       # (S, n)
+    # x^0..x^l (and y, z) by products, then each cartesian component's by indexing: no pow
+    table = [torch.ones_like(d)]
+    for _ in range(g.ell):
+        table.append(table[-1] * d)
+    table = torch.stack(table, 1)                               # (S, l + 1, 3, n)
+    a = g.powers                                                # (C, 3) int64
+    mono = [table[:, a[:, k], k] for k in range(3)]             # 3 × (S, C, n)
+    poly = mono[0] * mono[1] * mono[2]                          # (S, C, n)
     out = [poly * radial[:, None]]
     if with_grad:
-        slope = 2.0 * (-g.exponents[rows, :, None] * coefs * gauss).sum(1)  # 2 dR/d(r²) (S, n)
-        lower = d[:, None] ** (powers - 1).clamp(min=0) * powers         # a x^(a−1), ...
-        for axis in range(3):
-            others = [mono[:, :, k] for k in range(3) if k != axis]
-            dpoly = lower[:, :, axis] * others[0] * others[1]        # ∂(x^a y^b z^c)/∂axis
-            out.append(dpoly * radial[:, None] + poly * (slope * d[:, axis])[:, None])
+        slope = -2.0 * (exps * gauss).sum(1)                    # 2 dR/d(r²) (S, n)
+        for k in range(3):
+            # ∂(x^a y^b z^c)/∂x = a x^(a−1) y^b z^c (zero when a = 0)
+            lower = table[:, (a[:, k] - 1).clamp(min=0), k] * a[:, k, None]
+            dpoly = lower * mono[(k + 1) % 3] * mono[(k + 2) % 3]
+            out.append(dpoly * radial[:, None] + poly * (slope * d[:, k])[:, None])
     cart = torch.stack(out)                                     # (comp, S, C, n)
+    if g.ell <= 1:                                              # cartesian = spherical
+        return cart
     return torch.matmul(g.cart2sph.mT, cart)                    # (comp, S, 2l + 1, n)
 
 

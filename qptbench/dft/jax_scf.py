@@ -10,29 +10,18 @@ size, functional, ``max_cycle`` and ``diis_space``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import torch
 from jax import lax
 
 from qptbench.dft.jax_engine import TRACES, aufbau_density, energy_and_fock, orthogonal_eigh
 from qptbench.dft.jax_tensors import JaxTensors
+from qptbench.dft.scf import SCFResult
 from qptbench.errors import InputError
-
-
-@dataclass
-class JaxSCFResult:
-    energy: float                # Ha
-    converged: bool
-    iterations: int              # Fock builds after the initial guess
-    density: np.ndarray          # (N, N)
-    fock: np.ndarray             # F(density) (N, N)
-    mo_energy: np.ndarray        # (N,) Ha, ascending
-    energies: list[float]        # per iteration, Ha (the guess first)
-    seconds: float               # wall time, compilation included on a first call
 
 
 class _State(NamedTuple):
@@ -121,8 +110,10 @@ def run_scf(
     conv_tol_grad: float = 1e-6,
     max_cycle: int = 100,
     diis_space: int = 8,
-) -> JaxSCFResult:
-    """Converge the Kohn–Sham equations from ``dm0`` (default: PySCF's minao guess).
+) -> SCFResult:
+    """Converge the Kohn–Sham equations from ``dm0`` (default: PySCF's minao guess); the result
+    is the torch engine's ``SCFResult`` (its arrays as CPU torch tensors; ``seconds`` includes
+    the compilation on a first call).
 
     Converged when the energy changes by less than ``conv_tol`` (Ha) and the orbital gradient's
     max-abs is below ``conv_tol_grad``, as ``qptbench.dft.scf.run_scf``.
@@ -138,13 +129,13 @@ def run_scf(
                                 max_cycle=int(max_cycle), diis_space=int(diis_space))
     iterations = int(final.iteration)
     energies = np.asarray(final.energies)[: iterations + 1]
-    return JaxSCFResult(
+    return SCFResult(
         energy=float(final.energy),
         converged=bool(final.converged),
         iterations=iterations,
-        density=np.asarray(final.dm),
-        fock=np.asarray(final.fock),
-        mo_energy=np.asarray(mo_energy),
+        density=torch.from_numpy(np.array(final.dm)),
+        fock=torch.from_numpy(np.array(final.fock)),
+        mo_energy=torch.from_numpy(np.array(mo_energy)),
         energies=[float(e) for e in energies],
         seconds=time.perf_counter() - tic,
     )
