@@ -221,17 +221,18 @@ def element_ao_counts(symbols: Sequence[str], basis: str = "def2-svp") -> dict[s
     return counts
 
 
-def build_grids(mol, level: int):
+def build_grids(mol, level: int, with_non0tab: bool = True):
     """PySCF's default DFT grid (Treutler radii, NWChem pruning, Becke partition) at ``level``.
 
     An RKS object in PySCF 2.x builds exactly this (``small_rho_cutoff`` is 0), so handing the same
-    object to PySCF makes our energies and PySCF's comparable point by point.
+    object to PySCF makes our energies and PySCF's comparable point by point.  PySCF's own screen
+    (``non0tab``) changes no point; ``build_tensors`` skips it (``grid_ao`` makes its own).
     """
     from pyscf.dft import gen_grid
 
     grids = gen_grid.Grids(mol)
     grids.level = level
-    grids.build(with_non0tab=True)
+    grids.build(with_non0tab=with_non0tab)
     return grids
 
 
@@ -273,7 +274,7 @@ def build_tensors(
     seconds["eri"] = time.perf_counter() - tic  # the two-electron part, dense or fitted
 
     tic = time.perf_counter()
-    grids = build_grids(mol, level.grid_level)
+    grids = build_grids(mol, level.grid_level, with_non0tab=False)
     keep = grids.weights != 0  # PySCF pads the grid with zero-weight points for alignment
     coords, weights = grids.coords[keep], grids.weights[keep]
     seconds["grid"] = time.perf_counter() - tic
