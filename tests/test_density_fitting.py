@@ -301,3 +301,30 @@ def test_exchange_through_a_factor_of_d_matches_pyscf_df(name, basis):
             assert np.abs(j.detach().numpy() - j_ref).max() <= 1e-10
             assert np.abs(k.detach().numpy() - k_ref).max() <= 1e-10
     assert (low_rank_factor(d1 - d2)[1] < 0).any()
+
+
+def test_exchange_backward_is_k_of_the_gradient():
+    """The differentiable K (its backward is K applied to the incoming gradient) against finite
+    differences, and the sandwich gradient at DF against finite differences through it."""
+    from qptbench.dft.density_fitting import df_coulomb_exchange
+
+    _, _, t = _tensors("water", "6-31g", "pbe", 2)
+    s = random_symmetric(t.n_ao, 9, 0.3).requires_grad_(True)
+
+    def exchange(x):
+        return df_coulomb_exchange(t.df_b, 0.5 * (x + x.mT))[1]
+
+    assert torch.autograd.gradcheck(exchange, (s,), eps=1e-6, atol=1e-8, rtol=1e-6)
+    # through the factor path: an aufbau density of rank N_occ <= 0.6 N, mixed in the sandwich
+    h0 = fock(t, t.dm_minao).detach()
+    step = random_symmetric(t.n_ao, 10, 1e-3)
+    h = h0.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(energy(t, h, (0.5, 0.0)), h)
+
+    def central(eps: float) -> float:
+        with torch.no_grad():
+            return float(energy(t, h0 + eps * step, (0.5, 0.0))
+                         - energy(t, h0 - eps * step, (0.5, 0.0))) / (2 * eps)
+
+    fd = (4 * central(1e-3) - central(2e-3)) / 3
+    assert float((grad * step).sum()) == pytest.approx(fd, rel=1e-6)

@@ -65,26 +65,57 @@ def df_coulomb_exchange(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """J (N, N) and K (N, N) of a density from the fitted factor B (N_aux, N, N).
 
-    K goes through the occupied space when it can: a density that needs no gradient is
-    factored, D = V Λ Vᵀ over its r non-negligible eigenvalues (r = N_occ for an aufbau density,
-    2 N_occ for a mixed one), and K = Σ_Q (Vᵀ B_Q)ᵀ Λ (Vᵀ B_Q) costs 2 N_aux N² r instead of
-    2 N_aux N³ (uracil: 29 of 132; the 485-AO peptide: 4.7 GB of B D products avoided).  A
-    density that requires grad (the sandwich's inner iterations) keeps the full product, so
-    autograd never meets the eigendecomposition of a degenerate D.
+    K goes through the occupied space when it can: the density is factored, D = V Λ Vᵀ over its
+    r non-negligible eigenvalues (r = N_occ for an aufbau density, 2 N_occ for a mixed one), and
+    K = Σ_Q (Vᵀ B_Q)ᵀ Λ (Vᵀ B_Q) costs 2 N_aux N² r instead of 2 N_aux N³ (uracil: 29 of 132;
+    the 485-AO peptide: 4.7 GB of B D products avoided).  A density that requires grad (the
+    sandwich's inner iterations) goes through ``_FittedExchange``: the same forward, and a
+    backward that is K itself (no eigendecomposition is differentiated, nothing B-sized kept).
     """
     n_aux, n = b.shape[0], dm.shape[-1]
-    if with_k and not (dm.requires_grad and torch.is_grad_enabled()):
+    if with_k and dm.requires_grad and torch.is_grad_enabled():
+        b_flat = b.reshape(n_aux, n * n)
+        j = ((b_flat @ dm.reshape(n * n)) @ b_flat).reshape(n, n)
+        return j, _FittedExchange.apply(dm, b)
+    if with_k:
         factor = low_rank_factor(dm)
         if factor is not None:
             return _jk_through_factor(b, dm, *factor)
     b_flat = b.reshape(n_aux, n * n)
     j = ((b_flat @ dm.reshape(n * n)) @ b_flat).reshape(n, n)
-    if not with_k:
-        return j, None
-    # K_μσ = Σ_Q Σ_λ (B_Q D)_μλ (B_Q)_λσ: one (N, N_aux N) @ (N_aux N, N) product after B_Q D
+    return j, (_exchange_full(b, dm) if with_k else None)
+
+
+def _exchange_full(b: torch.Tensor, dm: torch.Tensor) -> torch.Tensor:
+    """K_μσ = Σ_Q Σ_λν (B_Q)_μλ D_λν (B_Q)_νσ for any (N, N) D, symmetric or not: one
+    (N, N_aux N) @ (N_aux N, N) product after B_Q D."""
+    n_aux, n = b.shape[0], dm.shape[-1]
     x = torch.matmul(b, dm)                                       # (N_aux, N, N)
-    k = x.transpose(0, 1).reshape(n, n_aux * n) @ b.reshape(n_aux * n, n)
-    return j, k
+    return x.transpose(0, 1).reshape(n, n_aux * n) @ b.reshape(n_aux * n, n)
+
+
+class _FittedExchange(torch.autograd.Function):
+    """K(D) whose backward is K of the incoming gradient: K is linear in D and, the B_Q being
+    symmetric, self-adjoint (⟨G, K(D)⟩ = ⟨K(G), D⟩), so dL/dD = K(∂L/∂K).  The forward goes
+    through the factor of D when D's rank allows; the backward's K(G) takes the full product
+    (G has no low rank).  Autograd through the plain products instead cost the same full product
+    twice more and kept B D and its transposed copy (2 N_aux N² each) for the backward."""
+
+    @staticmethod
+    def forward(ctx, dm, b):
+        ctx.save_for_backward(b)
+        factor = low_rank_factor(dm)
+        if factor is None:
+            return _exchange_full(b, dm)
+        return _jk_through_factor(b, dm, *factor)[1]
+
+    @staticmethod
+    def backward(ctx, grad_k):
+        # the factor path computes K(sym D); D is symmetric wherever it is used (aufbau
+        # densities and their mixtures) and the aufbau backward keeps only the symmetric part
+        # of what it receives, so K(G) and sym K(G) give the same gradients upstream
+        (b,) = ctx.saved_tensors
+        return _exchange_full(b, grad_k), None
 
 
 K_CHUNK = 32  # auxiliary functions per step of ``_jk_through_factor``

@@ -111,7 +111,7 @@ def _window_parts(qcfg: Any, sizes: dict[str, int], tensors: dict[str, int], n_l
     parts["network inputs"] = in_flight * INPUT_BYTES_PER_AO2 * n * n
     if labels:  # H* as read and in its canonical frame, with the inputs (training.labelled)
         parts["labels"] = n_labels * (2 * 8 + INPUT_BYTES_PER_AO2) * n * n
-    else:  # density fitting adds B·D and its transposed copy (dft.density_fitting)
+    else:  # density fitting: the backward of K forms B·G and its transposed copy (for a moment)
         parts["autograd graph"] = (GRAPH_AO_ARRAYS * tensors["ao"] + tensors.get("ao_work", 0)
                                    + 2 * tensors["df"])
     if workers:  # each worker builds its next molecule while the others wait in the queue
