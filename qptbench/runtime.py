@@ -1,6 +1,9 @@
-"""Device choice shared by every command: ``auto`` means CUDA when torch sees a GPU."""
+"""Settings shared by every command: the device (``auto`` means CUDA when torch sees a GPU)
+and sizes in GB given as an option or an environment variable."""
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -39,3 +42,23 @@ def digest(parts) -> str:
         else:
             h.update(str(part).encode())
     return h.hexdigest()
+
+
+def gb_setting(value: float | None, option: str, env: str, zero: str = ""
+               ) -> tuple[float | None, str]:
+    """(GB, where it came from): ``value`` (the command's ``option``), else the environment
+    variable ``env`` when set and not empty, else (None, ``option``).  One-line InputError for
+    a non-number in ``env`` or a negative size (``zero`` says what 0 means, in that message)."""
+    source = option
+    if value is None:
+        text = os.environ.get(env, "").strip()
+        if not text:
+            return None, source
+        source = env
+        try:
+            value = float(text)
+        except ValueError:
+            raise InputError(f"{env} must be a number of GB, got {text!r}") from None
+    if not value >= 0:
+        raise InputError(f"{source} must be >= 0 (GB{zero}), got {value}")
+    return float(value), source

@@ -73,17 +73,16 @@ def df_coulomb_exchange(
     backward that is K itself (no eigendecomposition is differentiated, nothing B-sized kept).
     """
     n_aux, n = b.shape[0], dm.shape[-1]
-    if with_k and dm.requires_grad and torch.is_grad_enabled():
-        b_flat = b.reshape(n_aux, n * n)
-        j = ((b_flat @ dm.reshape(n * n)) @ b_flat).reshape(n, n)
-        return j, _FittedExchange.apply(dm, b)
-    if with_k:
+    with_grad = dm.requires_grad and torch.is_grad_enabled()
+    if with_k and not with_grad:
         factor = low_rank_factor(dm)
         if factor is not None:
             return _jk_through_factor(b, dm, *factor)
     b_flat = b.reshape(n_aux, n * n)
     j = ((b_flat @ dm.reshape(n * n)) @ b_flat).reshape(n, n)
-    return j, (_exchange_full(b, dm) if with_k else None)
+    if not with_k:
+        return j, None
+    return j, (_FittedExchange.apply(dm, b) if with_grad else _exchange_full(b, dm))
 
 
 def _exchange_full(b: torch.Tensor, dm: torch.Tensor) -> torch.Tensor:

@@ -132,16 +132,22 @@ def screen_ao(mol, coords: np.ndarray, with_grad: bool, block: int = SCREEN_BLOC
     sizes = comp * n_sig * _block_sizes(len(coords), len(mask), block)
     offsets = np.concatenate([[0], np.cumsum(sizes[kept])])
     index_offsets = np.concatenate([[0], np.cumsum(n_sig[kept])])
-    if budget_bytes is not None and offsets[-1] * 8 > budget_bytes:
-        return _recomputed(mol, coords, mask, kept, comp, index_offsets, block)
+    stored = budget_bytes is None or offsets[-1] * 8 <= budget_bytes
+    index = (np.concatenate([np.flatnonzero(mask[b]) for b in kept]) if len(kept)
+             else np.zeros(0, dtype=np.int64))
+    # the screen is the same either way; offsets into ``values`` only where they are stored
+    blocks = tuple(AOBlock(int(b * block), int(min((b + 1) * block, len(coords))),
+                           int(n_sig[b]), int(offsets[i]) if stored else 0,
+                           int(index_offsets[i])) for i, b in enumerate(kept))
+    if not stored:                                     # over the budget: evaluated when read
+        return ScreenedAO(torch.zeros(0, dtype=torch.float64), comp, torch.from_numpy(index),
+                          blocks, gto_basis(mol), torch.from_numpy(np.ascontiguousarray(coords)))
     values = np.empty(int(offsets[-1]))
-    index = np.empty(int(index_offsets[-1]), dtype=np.int64)
-    blocks = []
     chunk = EVAL_CHUNK * block
     buffer = np.empty(comp * mol.nao * min(chunk, len(coords)))
     c0 = c1 = 0
-    for i, b in enumerate(kept):
-        s, e = b * block, min((b + 1) * block, len(coords))
+    for blk in blocks:
+        s, e = blk.start, blk.stop
         if s >= c1:                                    # evaluate the chunk holding this block
             c0 = s - s % chunk
             c1 = min(c0 + chunk, len(coords))
@@ -151,25 +157,11 @@ def screen_ao(mol, coords: np.ndarray, with_grad: bool, block: int = SCREEN_BLOC
                                    non0tab=rows[r0: r0 + -(-(c1 - c0) // SCREEN_ROW)],
                                    out=buffer).swapaxes(-1, -2)
             dense = dense.reshape(comp, mol.nao, c1 - c0)
-        idx = np.flatnonzero(mask[b])
-        out = values[offsets[i]: offsets[i + 1]].reshape(comp, idx.size, e - s)
-        np.take(dense[:, :, s - c0: e - c0], idx, axis=1, out=out, mode="clip")
-        index[index_offsets[i]: index_offsets[i + 1]] = idx
-        blocks.append(AOBlock(int(s), int(e), int(idx.size), int(offsets[i]),
-                              int(index_offsets[i])))
-    return ScreenedAO(torch.from_numpy(values), comp, torch.from_numpy(index), tuple(blocks))
-
-
-def _recomputed(mol, coords: np.ndarray, mask: np.ndarray, kept: np.ndarray, comp: int,
-                index_offsets: np.ndarray, block: int) -> ScreenedAO:
-    """The screen of ``screen_ao`` without the values: the basis and the points instead."""
-    index = torch.from_numpy(np.concatenate([np.flatnonzero(mask[b]) for b in kept])
-                             if len(kept) else np.zeros(0, dtype=np.int64))
-    blocks = tuple(AOBlock(int(b * block), int(min((b + 1) * block, len(coords))),
-                           int(index_offsets[i + 1] - index_offsets[i]), 0,
-                           int(index_offsets[i])) for i, b in enumerate(kept))
-    return ScreenedAO(torch.zeros(0, dtype=torch.float64), comp, index, blocks,
-                      gto_basis(mol), torch.from_numpy(np.ascontiguousarray(coords)))
+        idx = index[blk.index_offset: blk.index_offset + blk.n_sig]
+        out = values[blk.offset: blk.offset + comp * blk.n_sig * (e - s)]
+        np.take(dense[:, :, s - c0: e - c0], idx, axis=1, out=out.reshape(comp, idx.size, e - s),
+                mode="clip")
+    return ScreenedAO(torch.from_numpy(values), comp, torch.from_numpy(index), blocks)
 
 
 def screen_dense(ao: torch.Tensor, ao_grad: torch.Tensor | None, block: int = SCREEN_BLOCK,

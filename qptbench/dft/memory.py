@@ -27,6 +27,7 @@ from qptbench.dft.grid_ao import SCREEN_BLOCK
 from qptbench.dft.level import LevelOfTheory
 from qptbench.dft.tensors import resolve_ao_budget
 from qptbench.errors import InputError
+from qptbench.runtime import gb_setting
 
 GB = 1e9
 LIMIT_ENV = "QPTBENCH_MEMORY_LIMIT_GB"
@@ -218,17 +219,9 @@ def resolve_limit(limit_gb: float | None = None) -> tuple[float | None, str]:
     """(limit in bytes or None for no check, where it came from): ``limit_gb`` (the command's
     ``--memory-limit-gb``), else ``QPTBENCH_MEMORY_LIMIT_GB``, else ``LIMIT_FRACTION`` of
     ``available_bytes()``.  A limit of 0 turns the check off."""
-    source = "--memory-limit-gb"
-    if limit_gb is None and os.environ.get(LIMIT_ENV, "").strip():
-        text, source = os.environ[LIMIT_ENV].strip(), LIMIT_ENV
-        try:
-            limit_gb = float(text)
-        except ValueError:
-            raise InputError(f"{LIMIT_ENV} must be a number of GB, got {text!r}") from None
+    limit_gb, source = gb_setting(limit_gb, "--memory-limit-gb", LIMIT_ENV, "; 0: no check")
     if limit_gb is not None:
-        if not limit_gb >= 0:
-            raise InputError(f"{source} must be >= 0 (GB; 0: no check), got {limit_gb}")
-        return (None, source) if limit_gb == 0 else (float(limit_gb) * GB, source)
+        return (None, source) if limit_gb == 0 else (limit_gb * GB, source)
     free = available_bytes()
     if free is None:
         return None, "unknown available memory"

@@ -22,6 +22,7 @@ from qptbench.dft.gto import GTOBasis
 from qptbench.dft.level import LevelOfTheory
 from qptbench.dft.xc import Functional, get_functional
 from qptbench.errors import InputError
+from qptbench.runtime import gb_setting
 
 _KEEP = object()  # DFTTensors(ao=..., ao_grad=...) not given
 
@@ -316,21 +317,7 @@ AO_BUDGET_ENV = "QPTBENCH_AO_BUDGET_GB"
 def resolve_ao_budget(ao_budget_gb: float | None) -> float | None:
     """GB the stored AO values may take (None: no budget): the argument, else
     ``QPTBENCH_AO_BUDGET_GB``; one-line InputError for a bad value."""
-    import os
-
-    source = "--ao-budget-gb"
-    if ao_budget_gb is None:
-        text = os.environ.get(AO_BUDGET_ENV, "").strip()
-        if not text:
-            return None
-        source = AO_BUDGET_ENV
-        try:
-            ao_budget_gb = float(text)
-        except ValueError:
-            raise InputError(f"{AO_BUDGET_ENV} must be a number of GB, got {text!r}") from None
-    if not ao_budget_gb >= 0:
-        raise InputError(f"{source} must be >= 0 (GB), got {ao_budget_gb}")
-    return float(ao_budget_gb)
+    return gb_setting(ao_budget_gb, "--ao-budget-gb", AO_BUDGET_ENV)[0]
 
 
 def _dense_eri(mol, threshold: float) -> np.ndarray:
